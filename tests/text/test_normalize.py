@@ -177,13 +177,20 @@ def test_surrogates_astral_and_combining_chars_pass_through() -> None:
 
 
 def test_numpy_and_pure_python_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
-    text = ("ＢＰ　１５０／９０ｍｍＨｇ，高血壓\u200b\r\n\ud800㎎“ＡＢＣ”\u3000\u3000" * 30).strip()
+    unit = "ＢＰ　１５０／９０ｍｍＨｇ，高血壓\u200b\r\n\ud800㎎“ＡＢＣ”\u3000\u3000"
+    text = (unit * 150).strip()
     cfg = NormalizerConfig(traditional_to_simplified=True, lowercase=True)
+    assert len(text) > normalize_module._NUMPY_INDEX_MIN
     fast = normalize(text, cfg)
+    fast_ends = fast.offsets.ends_to_original(list(range(len(fast.text) + 1)))
     monkeypatch.setattr(normalize_module, "_numpy", False)
     slow = normalize(text, cfg)
     assert fast == slow
+    assert fast.offsets.index == slow.offsets.index
+    assert fast_ends == slow.offsets.ends_to_original(list(range(len(slow.text) + 1)))
     assert fast.text.startswith("bp 150/90mmhg,高血压\n")
+    assert fast.to_original(14, 18) == (14, 19)  # 高血壓 and the "\u200b\r" before the newline
+    assert fast.offsets.index[17] == 18  # the gap maps to its '\r'
 
 
 def test_config_overrides_and_instances() -> None:
