@@ -48,6 +48,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from ehrtext.errors import InputError, ResourceError, describe_type
@@ -81,10 +82,17 @@ CHARS_PER_TOKEN = 2
 _SECTION_DEFAULTS = (("history", "HISTORICAL"), ("family", "FAMILY"))
 
 # Sentence ends: punctuation, newlines and enumerators (1. 2、 3) ① (1) 一、), in normalized text.
-_SENTENCE_END = re.compile(
-    r"[。;!?；！？\n]|(?<![\d.])\d{1,2}[.、)](?![\d%])|[①-⑳]|\(\d{1,2}\)|[一二三四五六七八九十]{1,2}、"
+_SENTENCE_END_RE = (
+    r"[。;!?；！？\n①-⑳]|[\d(一二三四五六七八九十](?:(?<=\d)(?<![\d.]\d)\d?[.、)](?![\d%])"
+    r"|(?<=\()\d{1,2}\)|(?<=[一二三四五六七八九十])[一二三四五六七八九十]?、)"
 )
-_CLAUSE_END = re.compile(r"[,:，：]")
+_SENTENCE_END = re.compile(_SENTENCE_END_RE)
+# Sentence ends (group "s") and clause ends (commas, colons: group "c"), searched in the short
+# window of one scope; the leading lookahead lets ``re`` skip other characters at C speed.
+_BOUNDARY = re.compile(
+    r"(?=[,:，：。;!?；！？\n①-⑳\d(一二三四五六七八九十])"
+    rf"(?:(?P<c>[,:，：])|(?P<s>{_SENTENCE_END_RE}))"
+)
 
 
 def _alternation(words: Iterable[str]) -> str:
@@ -251,11 +259,11 @@ class Cue(NamedTuple):
     rule: str
 
 
-@dataclass(frozen=True)
-class Assertion:
+class Assertion(NamedTuple):
     """The assertion status of one concept span (offsets into the note as given).
 
-    ``cues`` holds the cues that set the flags (section defaults included).
+    ``cues`` holds the cues that set the flags (section defaults included). A named tuple:
+    cheap to build for every concept of every note.
 
     Example:
         >>> a = ConText().apply("母亲有高血压病史", [(3, 6)])[0]
@@ -300,26 +308,54 @@ class Assertion:
 # The matcher
 
 
+_FORWARD, _BACKWARD, _BOTH, _PSEUDO, _TERMINATE = range(5)
+_KIND = {d: k for k, d in enumerate(DIRECTIONS)}
+
+
 class _Compiled:
-    """Everything ``ConText`` precomputes from its rules."""
+    """Everything ``ConText`` precomputes from its rules.
+
+    Each rule becomes a tuple ``(kind, category, reach, stop_at_comma, by_tokens, label,
+    terminated categories)``; ``literal`` maps a normalized cue to the tuples of its rules
+    (empty for a pseudo cue, which still occupies its text).
+    """
 
     def __init__(self, rules: Sequence[ContextRule], normalizer: NormalizerConfig | None):
-        self.literal_rules: dict[str, list[int]] = {}
+        self.literal: dict[str, tuple[tuple, ...]] = {}
         pattern_parts: list[str] = []
-        self.pattern_rules: list[int] = []
-        for i, r in enumerate(rules):
+        self.pattern_info: list[tuple[tuple, ...]] = []
+        self.categories = sorted({r.category for r in rules if r.category in CATEGORIES})
+        for r in rules:
+            kind = _KIND[r.direction]
+            by_tokens = r.scope_unit == "tokens"
+            info = (
+                kind,
+                r.category,
+                r.scope,
+                r.stop_at_comma,
+                by_tokens,
+                r.cue if r.cue is not None else r.pattern,
+                r.categories or tuple(CATEGORIES),
+            )
+            infos = () if kind == _PSEUDO else (info,)
             if r.cue is not None:
                 cue = normalize(r.cue, normalizer).text if normalizer else normalize(r.cue).text
                 if not cue:
                     raise InputError(f"context rule {r.label} is empty after normalization")
-                self.literal_rules.setdefault(cue, []).append(i)
+                self.literal[cue] = self.literal.get(cue, ()) + infos
             else:
-                pattern_parts.append(f"(?P<r{len(self.pattern_rules)}>{r.pattern})")
-                self.pattern_rules.append(i)
-        self.literal = re.compile(_alternation(self.literal_rules)) if self.literal_rules else None
-        self.patterns = re.compile("|".join(pattern_parts)) if pattern_parts else None
-        self.rules = list(rules)
-        self.max_reach = max((r.scope for r in rules), default=0) * 4 + 16
+                pattern_parts.append(f"(?P<r{len(self.pattern_info)}>{r.pattern})")
+                self.pattern_info.append(infos)
+        self.literal_re = re.compile(_alternation(self.literal)) if self.literal else None
+        self.patterns = None
+        if pattern_parts:
+            body = "|".join(pattern_parts)
+            # A lookahead on the possible first characters lets ``re`` skip the text between
+            # matches at C speed (patterns starting with a lookbehind otherwise defeat it).
+            first = [_first_class(r.pattern) for r in rules if r.pattern is not None]
+            if all(first):
+                body = f"(?=[{''.join(first)}])(?:{body})"  # type: ignore[arg-type]
+            self.patterns = re.compile(body)
 
 
 class ConText:
@@ -428,144 +464,143 @@ class ConText:
     def _cues(self, norm: Normalized, sections, tokens) -> list[Cue]:
         comp = self._get_compiled()
         t = norm.text
-        rules = comp.rules
 
-        # 1. matches: (start, end, rule index list), leftmost-longest over literals and patterns
-        found: list[tuple[int, int, list[int]]] = []
-        if comp.literal is not None:
-            lit = comp.literal_rules
-            found.extend((m.start(), m.end(), lit[m.group()]) for m in comp.literal.finditer(t))
+        # 1. matches, leftmost-longest over literal cues and patterns (normalized offsets)
+        lit = comp.literal
+        if comp.literal_re is not None:
+            found = [(*m.span(), lit[m.group()]) for m in comp.literal_re.finditer(t)]
+        else:
+            found = []
         if comp.patterns is not None:
-            prules = comp.pattern_rules
-            for m in comp.patterns.finditer(t):
-                found.append((m.start(), m.end(), [prules[int(m.lastgroup[1:])]]))
-            found.sort(key=lambda x: (x[0], -x[1]))
+            pinfo = comp.pattern_info
+            extra = [
+                (m.start(), m.end(), pinfo[int(m.lastgroup[1:])])  # type: ignore[index]
+                for m in comp.patterns.finditer(t)
+            ]
+            if extra:
+                found += extra
+                found.sort(key=lambda x: (x[0], -x[1]))
+                kept = []
+                last_end = -1
+                for item in found:
+                    if item[0] >= last_end:
+                        kept.append(item)
+                        last_end = item[1]
+                found = kept
         if not found:
             return []
-        kept = []
-        last_end = -1
-        for s, e, idx in found:
-            if s >= last_end:
-                kept.append((s, e, idx))
-                last_end = e
 
-        # 2. map everything to original offsets
-        om = norm.offsets
-        sent = [m.start() for m in _SENTENCE_END.finditer(t)]
-        clause = [m.start() for m in _CLAUSE_END.finditer(t)]
-        k_starts = om.starts_to_original([k[0] for k in kept])
-        k_ends = om.ends_to_original([k[1] for k in kept])
-        sent = om.starts_to_original(sent)
-        # a boundary char at p: scopes end at p (forward) or start at p + 1 (backward)
-        sent_after = [p + 1 for p in sent]
-        clause = om.starts_to_original(clause)
-        clause_after = [p + 1 for p in clause]
-        if sections:
-            header_starts, header_ends = [], []
-            for sec in sections:
-                if sec.header_end > sec.header_start:
-                    header_starts.append(sec.header_start)
-                    header_ends.append(sec.header_end)
-            if header_starts:
-                sent = sorted(sent + header_starts)
-                sent_after = sorted(sent_after + header_ends)
-        else:
-            header_starts = header_ends = []
-
-        # 3. cues and terminators by category
-        cues: list[tuple[int, int, ContextRule]] = []
-        term_all_s: list[int] = []
-        term_all_e: list[int] = []
-        term_cat: dict[str, tuple[list[int], list[int]]] = {}
-        for (_, _, idx), cs, ce in zip(kept, k_starts, k_ends):
-            if header_starts and _inside(cs, ce, header_starts, header_ends):
-                continue
-            for i in idx:
-                r = rules[i]
-                d = r.direction
-                if d == "pseudo":
-                    continue
-                if d == "terminate":
-                    if r.categories:
-                        for c in r.categories:
-                            ts, te = term_cat.setdefault(c, ([], []))
-                            ts.append(cs)
-                            te.append(ce)
-                    else:
-                        term_all_s.append(cs)
-                        term_all_e.append(ce)
+        # 2. cues, and where scopes stop: terminators and cues of the same category
+        cues: list[tuple[int, int, tuple]] = []
+        stops_f: dict[str, list[int]] = {}
+        stops_b: dict[str, list[int]] = {}
+        for cs, ce, infos in found:
+            for info in infos:
+                if info[0] == _TERMINATE:
+                    for cat in info[6]:
+                        stops_f.setdefault(cat, []).append(cs)
+                        stops_b.setdefault(cat, []).append(ce)
                 else:
-                    cues.append((cs, ce, r))
+                    cues.append((cs, ce, info))
+                    stops_f.setdefault(info[1], []).append(cs)
+                    stops_b.setdefault(info[1], []).append(ce)
         if not cues:
             return []
-        by_cat: dict[str, tuple[list[int], list[int]]] = {}
-        for cs, ce, r in cues:
-            lst = by_cat.setdefault(r.category, ([], []))
-            lst[0].append(cs)
-            lst[1].append(ce)
-        stops_fwd: dict[str, list[int]] = {}
-        stops_bwd: dict[str, list[int]] = {}
-        for cat, (cst, cen) in by_cat.items():
-            extra = term_cat.get(cat, ((), ()))
-            stops_fwd[cat] = sorted([*term_all_s, *extra[0], *cst])
-            stops_bwd[cat] = sorted([*term_all_e, *extra[1], *cen])
+        for lst in stops_b.values():
+            lst.sort()  # (stops_f is sorted: matches come in order of their start)
 
-        tok_starts = tok_ends = None
-        if tokens is not None:
-            tok_starts, tok_ends = _token_bounds(tokens)
-        n = len(norm.original)
-
-        # 4. scopes
-        out: list[Cue] = []
-        for cs, ce, r in cues:
-            d = r.direction
-            cat = r.category
-            reach = r.scope
+        # 3. scopes, in normalized offsets: sentence and clause ends are searched in the window
+        #    of each scope only (far cheaper than listing every comma of the note)
+        by_tokens_any = False
+        scopes: list[tuple[int, int]] = []
+        empty: list[int] = []
+        n = len(t)
+        search = _BOUNDARY.search
+        finditer = _BOUNDARY.finditer
+        for cs, ce, (kind, cat, reach, stop_comma, by_tokens, _, _) in cues:
+            chars = reach
+            if by_tokens:
+                by_tokens_any = True
+                chars = n if tokens is not None else reach * CHARS_PER_TOKEN
             scope_start, scope_end = cs, ce
-            if d != "backward":  # forward part
-                limit = n
-                j = bisect_left(sent, ce)
-                if j < len(sent):
-                    limit = sent[j]
-                if r.stop_at_comma:
-                    j = bisect_left(clause, ce)
-                    if j < len(clause) and clause[j] < limit:
-                        limit = clause[j]
-                st = stops_fwd[cat]
+            if kind != _BACKWARD:
+                hi = ce + chars if ce + chars < n else n
+                st = stops_f.get(cat, empty)
                 j = bisect_left(st, ce)
-                if j < len(st) and st[j] < limit:
-                    limit = st[j]
-                if r.scope_unit == "tokens" and tok_starts is not None:
-                    j = bisect_left(tok_starts, ce) + reach - 1
-                    if j < len(tok_ends):
-                        limit = min(limit, tok_ends[j])
-                else:
-                    chars = reach * CHARS_PER_TOKEN if r.scope_unit == "tokens" else reach
-                    limit = min(limit, ce + chars)
-                scope_end = max(limit, ce)
-            if d != "forward":  # backward part
-                limit = 0
-                j = bisect_right(sent_after, cs) - 1
-                if j >= 0:
-                    limit = sent_after[j]
-                if r.stop_at_comma:
-                    j = bisect_right(clause_after, cs) - 1
-                    if j >= 0 and clause_after[j] > limit:
-                        limit = clause_after[j]
-                st = stops_bwd[cat]
+                if j < len(st) and st[j] < hi:
+                    hi = st[j]
+                pos = ce
+                while pos < hi:
+                    m = search(t, pos, hi)
+                    if m is None:
+                        break
+                    if stop_comma or m.lastgroup == "s":
+                        hi = m.start()
+                        break
+                    pos = m.end()
+                scope_end = hi
+            if kind != _FORWARD:
+                lo = cs - chars if cs > chars else 0
+                st = stops_b.get(cat, empty)
                 j = bisect_right(st, cs) - 1
-                if j >= 0 and st[j] > limit:
-                    limit = st[j]
-                if r.scope_unit == "tokens" and tok_starts is not None:
+                if j >= 0 and st[j] > lo:
+                    lo = st[j]
+                if lo < cs:
+                    last = -1
+                    for m in finditer(t, lo, cs):
+                        if stop_comma or m.lastgroup == "s":
+                            last = m.end()
+                    if last > lo:
+                        lo = last
+                scope_start = lo if lo < cs else cs
+            scopes.append((scope_start, scope_end))
+
+        # 4. to original offsets; section headers and token limits are original offsets
+        om = norm.offsets
+        c_starts = [c[0] for c in cues]
+        c_ends = [c[1] for c in cues]
+        s_starts = [sc[0] for sc in scopes]
+        s_ends = [sc[1] for sc in scopes]
+        if not om.is_identity:
+            c_starts = om.starts_to_original(c_starts)
+            c_ends = om.ends_to_original(c_ends)
+            s_starts = om.starts_to_original(s_starts)
+            s_ends = om.ends_to_original(s_ends)
+        hs: list[int] = []
+        he: list[int] = []
+        if sections:
+            for sec in sections:
+                if sec.header_end > sec.header_start:
+                    hs.append(sec.header_start)
+                    he.append(sec.header_end)
+            if hs and any(hs[i] > hs[i + 1] for i in range(len(hs) - 1)):
+                order = sorted(range(len(hs)), key=hs.__getitem__)
+                hs = [hs[i] for i in order]
+                he = [he[i] for i in order]
+        tok_starts = tok_ends = None
+        if by_tokens_any and tokens is not None:
+            tok_starts, tok_ends = _token_bounds(tokens)
+        out: list[Cue] = []
+        for k, (_, _, (kind, cat, reach, _, by_tokens, label, _)) in enumerate(cues):
+            cs, ce, ss, se = c_starts[k], c_ends[k], s_starts[k], s_ends[k]
+            if hs:
+                j = bisect_right(hs, cs) - 1
+                if j >= 0 and ce <= he[j]:
+                    continue  # a cue inside a header (既往史：, 家族史：) is no cue
+                if j + 1 < len(hs) and hs[j + 1] < se:
+                    se = hs[j + 1] if hs[j + 1] > ce else ce
+                if j >= 0 and he[j] > ss:
+                    ss = he[j] if he[j] < cs else cs
+            if tok_starts is not None and by_tokens:
+                if kind != _BACKWARD:
+                    j = bisect_left(tok_starts, ce) + reach - 1
+                    if 0 <= j < len(tok_ends) and tok_ends[j] < se:
+                        se = tok_ends[j] if tok_ends[j] > ce else ce
+                if kind != _FORWARD:
                     j = bisect_right(tok_ends, cs) - reach
-                    if j >= 0:
-                        limit = max(limit, tok_starts[j])
-                else:
-                    chars = reach * CHARS_PER_TOKEN if r.scope_unit == "tokens" else reach
-                    limit = max(limit, cs - chars)
-                scope_start = min(limit, cs)
-            label = r.cue if r.cue is not None else r.pattern
-            out.append(Cue(cs, ce, cat, d, scope_start, scope_end, label))
+                    if j >= 0 and tok_starts[j] > ss:
+                        ss = tok_starts[j] if tok_starts[j] < cs else cs
+            out.append(Cue(cs, ce, cat, DIRECTIONS[kind], ss, se, label))
         return out
 
     # -- assertions --------------------------------------------------------------------------
@@ -590,68 +625,75 @@ class ConText:
                 pairs), needed only by rules with ``scope_unit: tokens``.
         """
         norm = self._normalize(text)
-        pairs = [_pair(s) for s in spans]
+        pairs = _pairs(spans)
         if not pairs:
             return []
         cues = self._cues(norm, sections, tokens)
-        regions = sorted(
-            ((c.scope_start, max(c.scope_end, c.end), c) for c in cues), key=lambda x: x[0]
-        )
-        region_starts = [r[0] for r in regions]
-        reach = max((r[1] - r[0] for r in regions), default=0)
-
-        sec_list = None
+        sec_list: list[Any] = []
         if sections and self.section_defaults:
             sec_list = sorted(
-                (s for s in sections if any(s.attributes.get(a) for a, _ in _SECTION_DEFAULTS)),
+                (s for s in sections if s.attributes.get("history") or s.attributes.get("family")),
                 key=lambda s: s.start,
             )
-            sec_starts = [s.start for s in sec_list]
+        if not cues and not sec_list:
+            return [Assertion(s, e) for s, e in pairs]
+
+        # (region start, region end, cue): the text a cue modifies, the cue included
+        regions = []
+        reach = 0
+        for c in cues:
+            r_end = c.scope_end if c.scope_end > c.end else c.end
+            regions.append((c.scope_start, r_end, c))
+            if r_end - c.scope_start > reach:
+                reach = r_end - c.scope_start
+        regions.sort(key=itemgetter(0))
+        region_starts = [r[0] for r in regions]
+        sec_starts = [s.start for s in sec_list]
 
         out = []
         for s, e in pairs:
             hit: list[Cue] = []
-            cats: set[str] = set()
             lo = bisect_left(region_starts, s - reach)
-            hi = bisect_left(region_starts, max(e, s + 1))
-            for rs, re_, c in regions[lo:hi]:
-                if re_ <= s:
+            hi = bisect_left(region_starts, e if e > s else s + 1)
+            for _, r_end, c in regions[lo:hi]:
+                if r_end <= s:
                     continue
                 if s <= c.start and c.end <= e:
                     continue  # the cue is part of the concept (无痛性血尿)
-                # the span must overlap the cue's side of the scope
-                if c.direction == "forward" and e <= c.start:
-                    continue
-                if c.direction == "backward" and s >= c.end:
-                    continue
+                d = c.direction
+                if (d == "forward" and e <= c.start) or (d == "backward" and s >= c.end):
+                    continue  # the span lies on the other side of a one-way cue
                 hit.append(c)
-                cats.add(c.category)
             if sec_list:
                 j = bisect_right(sec_starts, s) - 1
                 if j >= 0 and s < sec_list[j].end:
                     sec = sec_list[j]
+                    attrs = sec.attributes
                     for attr, cat in _SECTION_DEFAULTS:
-                        if sec.attributes.get(attr) and cat not in cats:
-                            cats.add(cat)
+                        if attrs.get(attr) and all(c.category != cat for c in hit):
                             hit.append(
                                 Cue(
                                     sec.header_start, sec.header_end, cat, "section",
                                     sec.start, sec.end, sec.name,
                                 )
                             )
+            if not hit:
+                out.append(Assertion(s, e))
+                continue
+            cats = {c.category for c in hit}
             if "FAMILY" in cats and "HISTORICAL" in cats:
-                cats.discard("HISTORICAL")
                 hit = [c for c in hit if c.category != "HISTORICAL"]
+                cats.discard("HISTORICAL")
             out.append(
                 Assertion(
                     s,
                     e,
-                    negated="NEGATED_EXISTENCE" in cats,
-                    uncertain="POSSIBLE" in cats,
-                    historical="HISTORICAL" in cats,
-                    family="FAMILY" in cats,
-                    hypothetical="HYPOTHETICAL" in cats,
-                    cues=tuple(hit),
+                    "NEGATED_EXISTENCE" in cats,
+                    "POSSIBLE" in cats,
+                    "HISTORICAL" in cats,
+                    "FAMILY" in cats,
+                    "HYPOTHETICAL" in cats,
+                    tuple(hit),
                 )
             )
         return out
@@ -676,6 +718,70 @@ def _pair(span: Any) -> tuple[int, int]:
     if not 0 <= s <= e:
         raise InputError(f"concept span ({s}, {e}) is not a valid span")
     return s, e
+
+
+def _pairs(spans: Iterable[Any]) -> list[tuple[int, int]]:
+    """``spans`` as a list of ``(start, end)`` int pairs (fast path for tuples of ints)."""
+    out = []
+    add = out.append
+    for sp in spans:
+        if type(sp) is tuple and len(sp) == 2:
+            s, e = sp
+            if type(s) is int and type(e) is int and 0 <= s <= e:
+                add(sp)
+                continue
+        add(_pair(sp))
+    return out
+
+
+def _first_class(pattern: str) -> str | None:
+    """The characters a match of ``pattern`` may start with, as the inside of a regex class
+    (``None`` when unknown: an optional start, a negated class …). Zero-width assertions at
+    the start are skipped."""
+    try:
+        from re import _parser as sre_parse  # type: ignore[attr-defined]
+        from re._constants import (  # type: ignore[import-not-found]
+            ASSERT, ASSERT_NOT, AT, BRANCH, CATEGORY, IN, LITERAL, MAX_REPEAT, MIN_REPEAT,
+            RANGE, SUBPATTERN,
+        )
+    except ImportError:  # pragma: no cover - other Pythons
+        return None
+    cats = {
+        "CATEGORY_DIGIT": r"\d", "CATEGORY_SPACE": r"\s", "CATEGORY_WORD": r"\w",
+    }
+
+    def item(op, av) -> str | None:
+        if op is LITERAL:
+            return re.escape(chr(av))
+        if op is RANGE:
+            return f"{re.escape(chr(av[0]))}-{re.escape(chr(av[1]))}"
+        if op is CATEGORY:
+            return cats.get(str(av))
+        return None
+
+    def first(seq) -> str | None:
+        for op, av in seq:
+            if op in (ASSERT, ASSERT_NOT, AT):
+                continue  # zero width
+            if op is LITERAL:
+                return re.escape(chr(av))
+            if op is IN:
+                parts = [item(o, a) for o, a in av]
+                return None if any(p is None for p in parts) else "".join(parts)  # type: ignore[arg-type]
+            if op is BRANCH:
+                parts = [first(b) for b in av[1]]
+                return None if any(p is None for p in parts) else "".join(parts)  # type: ignore[arg-type]
+            if op is SUBPATTERN:
+                return first(av[-1])
+            if op in (MAX_REPEAT, MIN_REPEAT) and av[0] >= 1:
+                return first(av[2])
+            return None
+        return None
+
+    try:
+        return first(sre_parse.parse(pattern))
+    except Exception:  # pragma: no cover - a parser change: fall back to no prefix
+        return None
 
 
 def _inside(s: int, e: int, starts: list[int], ends: list[int]) -> bool:

@@ -12,9 +12,11 @@ Example:
 
 How it works (one note, in order):
 
-1. The note is normalized with :func:`ehrtext.text.normalize` (full-width digits and
-   punctuation folded, whitespace kept) and every span found is mapped back, so spans are
-   offsets into the text as given.
+1. The note is folded char for char (full-width ASCII to ASCII, whitespace variants to a
+   space, the one-char punctuation variants of ``normalize.json``), so positions never move
+   and every span is an offset into the text as given. (:func:`ehrtext.text.normalize` also
+   deletes zero-width chars and collapses whitespace; that moves offsets and costs a third of
+   the time budget, so it is not used here.)
 2. Small detectors, each one class with one compiled scan over the note, propose spans:
    :class:`NumericDetector` (one combined regex over digit runs: IDs with a valid GB 11643
    check digit, phones, dates, ages), :class:`CueDetector` (住院号：…, 电话：…, 身份证号：…,
@@ -50,7 +52,6 @@ from typing import Any, NamedTuple
 
 from ehrtext.errors import InputError, ResourceError, describe_type
 from ehrtext.resources import corpora_root, load_json
-from ehrtext.text.normalize import NormalizerConfig, normalize
 
 __all__ = [
     "PHI_TYPES",
@@ -89,8 +90,51 @@ PHI_TYPES: tuple[str, ...] = (
 
 STRATEGIES = ("tag", "mask", "surrogate")
 
-_CJK = "\u4e00-\u9fff"
-_NORM_CONFIG = NormalizerConfig(collapse_whitespace=False, strip=False)
+
+# --------------------------------------------------------------------------------------------
+# The 1:1 fold: full-width ASCII -> ASCII, whitespace variants -> ' ', and the single-char
+# punctuation variants of normalize.json. Positions never move, so spans need no mapping.
+
+_NUMPY_MIN_CHARS = 64
+
+
+class _Fold:
+    def __init__(self) -> None:
+        table = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}
+        for c in [0x3000, 0x00A0, 0x202F, 0x205F, *range(0x2000, 0x200B)]:
+            table[c] = 0x20
+        data = load_json("rules", "normalize.json")
+        punct = data.get("punctuation", {}) if isinstance(data, dict) else {}
+        for k, v in punct.items():
+            if isinstance(k, str) and isinstance(v, str) and len(k) == 1 and len(v) == 1:
+                table[ord(k)] = ord(v)
+        for k, v in list(table.items()):  # close the table: a target that maps on maps too
+            table[k] = table.get(v, v)
+        self.table = table
+        self._lut: Any = None
+
+    def __call__(self, text: str) -> str:
+        if text.isascii():
+            return text
+        if len(text) >= _NUMPY_MIN_CHARS:
+            try:
+                import numpy as np
+            except ImportError:  # pragma: no cover - numpy is a dependency
+                return text.translate(self.table)
+            lut = self._lut
+            if lut is None:
+                lut = np.arange(0x110000, dtype=np.uint32)
+                keys = np.fromiter(self.table.keys(), dtype=np.int64, count=len(self.table))
+                lut[keys] = np.fromiter(self.table.values(), dtype=np.uint32, count=len(self.table))
+                self._lut = lut
+            codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+            return lut[codes].tobytes().decode("utf-32-le", "surrogatepass")
+        return text.translate(self.table)
+
+
+@lru_cache(maxsize=1)
+def _fold() -> _Fold:
+    return _Fold()
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,7 +153,7 @@ def id_check_digit(first17: str) -> str:
     """
     if len(first17) != 17 or not first17.isdigit() or not first17.isascii():
         raise InputError("id_check_digit() needs exactly 17 ASCII digits")
-    return _ID_CHECK[sum(int(c) * w for c, w in zip(first17, _ID_WEIGHTS)) % 11]
+    return _ID_CHECK[sum(int(c) * w for c, w in zip(first17, _ID_WEIGHTS, strict=True)) % 11]
 
 
 def is_valid_resident_id(value: str) -> bool:
@@ -179,14 +223,16 @@ class DeidResult:
     def _map(self, pos: int, is_end: bool) -> int:
         shift = 0
         for r in self.replacements:
-            if pos < r.out_start or (pos == r.out_start and not is_end) or (
-                is_end and pos == r.out_start
-            ):
-                break
-            if pos < r.out_end or (pos == r.out_end and not is_end):
-                if pos == r.out_end:
+            if is_end:
+                if pos <= r.out_start:
                     break
-                return r.end if is_end else r.start
+                if pos <= r.out_end:
+                    return r.end
+            else:
+                if pos < r.out_start:
+                    break
+                if pos < r.out_end:
+                    return r.start
             shift = r.end - r.out_end
         return pos + shift
 
@@ -355,12 +401,13 @@ def _compile(pattern: str, where: str) -> re.Pattern:
 
 
 # --------------------------------------------------------------------------------------------
-# Detectors: each has ``find(text) -> list[PHISpan]`` on the normalized text.
+# Detectors: each has ``find(text) -> list[PHISpan]`` on the folded text.
 
 
 class NumericDetector:
     """Digit-based PHI in one combined scan: resident IDs (valid check digit), mobile and
-    landline numbers, dates, IP addresses and ages over 89.
+    landline numbers, dates, IP addresses, ages over 89 and bed numbers (12床); then dates and
+    ages written in Chinese numerals (二〇一五年三月二日, 九十三岁).
 
     Example:
         >>> det = NumericDetector(DeidRules.default())
@@ -378,13 +425,15 @@ class NumericDetector:
             alts.append(f"(?P<{group}>{pat})")
             self._types[group] = (r["type"], r["rule"])
         # ``(?=[0-9])`` first: the engine skips non-digits fast, then no digit may precede.
-        self._rx = _compile("(?=[0-9])(?<![0-9])(?:" + "|".join(alts) + ")(?![0-9])", "numeric")
-        cn = []
-        self._cn_types: dict[str, tuple[str, str]] = {}
-        for i, r in enumerate(rules.chinese_numeric):
-            cn.append(f"(?P<c{i}>{r['pattern']})")
-            self._cn_types[f"c{i}"] = (r["type"], r["rule"])
-        self._cn_rx = _compile("|".join(cn), "chinese_numeric") if cn else None
+        # A match that ends in a digit must not run into another digit.
+        self._rx = _compile(
+            "(?=[0-9])(?<![0-9])(?:" + "|".join(alts) + ")(?:(?<![0-9])|(?![0-9]))", "numeric"
+        )
+        # One regex each: a leading char class or literal lets the engine skip ahead fast.
+        self._cn = [
+            (_compile(r["pattern"], f"chinese_numeric {r['rule']}"), r["type"], r["rule"])
+            for r in rules.chinese_numeric
+        ]
 
     def find(self, text: str) -> list[PHISpan]:
         out: list[PHISpan] = []
@@ -407,18 +456,20 @@ class NumericDetector:
                     s -= 1
                 elif rule == "landline" and s > 0 and text[s - 1] == "(" and ")" in m.group():
                     s -= 1
+            elif rule == "ip":
+                if all(len(p) == 1 for p in m.group().split(".")):
+                    continue  # 2.4.6.8: liver segments, list numbers
             add(PHISpan(s, e, typ, rule))
-        if self._cn_rx is not None:
-            for m in self._cn_rx.finditer(text):
-                typ, rule = self._cn_types[m.lastgroup]  # type: ignore[index]
+        for rx, typ, rule in self._cn:
+            for m in rx.finditer(text):
                 add(PHISpan(m.start(), m.end(), typ, rule))
         return out
 
 
 class CueDetector:
     """Values announced by a cue word: MRN-like numbers (住院号：…, 床号：…, ID：…), phones
-    (电话：…), resident IDs whatever their check digit (身份证号：…), ages over 89 (年龄：95),
-    and bed numbers written ``12床``. The span is the value only.
+    (电话：…), resident IDs whatever their check digit (身份证号：…) and ages over 89
+    (年龄：95). The span is the value only.
 
     Example:
         >>> det = CueDetector(DeidRules.default())
@@ -437,7 +488,6 @@ class CueDetector:
             values[kind] = _compile(cues["separator"] + "(" + spec["value"] + ")", f"cues.{kind}")
         self._values = values
         self._rx = _compile(_alternation(self._kinds), "cue words")
-        self._bed = _compile(cues["bed_suffix"], "cues.bed_suffix")
 
     def find(self, text: str) -> list[PHISpan]:
         out: list[PHISpan] = []
@@ -457,8 +507,6 @@ class CueDetector:
             if kind == "phone" and sum(c.isdigit() for c in v.group(1)) < 7:
                 continue
             out.append(PHISpan(vs, ve, kind, f"cue_{kind}"))
-        for m in self._bed.finditer(text):
-            out.append(PHISpan(m.start(), m.end(), "mrn", "bed_suffix"))
         return out
 
 
@@ -484,13 +532,20 @@ class NameDetector:
         self._surnames = rules.surnames
         self._compound = rules.compound_surnames
         self._weak = frozenset(n["weak_surnames"])
+        self._pre_title = frozenset(n["pre_title_words"])
+        self._pre_title_lens = sorted({len(w) for w in self._pre_title}, reverse=True)
+        self._digits = frozenset("0123456789")
         self._blocked = frozenset(n["blocked_given_chars"])
         self._stop = frozenset(rules.name_stopwords) | frozenset(extra_stopwords)
         self._stop_max = max((len(w) for w in self._stop), default=0)
         self._term_chars = frozenset(n["terminator_chars"])
         self._term_words = _compile(_alternation(n["terminator_words"]), "names.terminator_words")
         self._strong = frozenset(n["strong_before"])
-        self._before = set(n["strong_before"]) | set(n["weak_before"])
+        self._before = (
+            set(n["strong_before"])
+            | set(n["weak_before"])
+            | (set(n["honorific_titles"]) - {"先生", "女士", "小姐", "同志"})
+        )
         self._titles = frozenset(n["titles"])
         self._honorific = frozenset(n["honorific_titles"])
         words = self._before | set(self._titles)
@@ -517,17 +572,19 @@ class NameDetector:
             self._term_words.match(text, e)
         )
 
-    def forward(self, text: str, s: int, strong: bool) -> int | None:
-        """End of a name starting at ``s`` (after a cue), or None."""
+    def forward(self, text: str, s: int, strong: bool, labelled: bool = True) -> int | None:
+        """End of a name starting at ``s`` (after a cue), or None. ``labelled``: a ':' or a
+        space separates cue and name (姓名：…), which lets an unknown surname through."""
         n = len(text)
         if s >= n or not self._cjk(text[s]):
             return None
+        weak = not strong and text[s] in self._weak
         if text[s : s + 2] in self._compound:
             sl = 2
         elif text[s] in self._surnames:
             sl = 1
-        elif strong and text[s] not in self._blocked:
-            sl = 1
+        elif strong and labelled:
+            return self._standalone(text, s)
         else:
             return None
         g = 0
@@ -541,14 +598,25 @@ class NameDetector:
             e = s + sl + k
             if not self._terminates(text, e):
                 continue
-            if strong and text[s] not in self._surnames and sl == 1:
-                # Unknown surname: only when the name stands alone (姓名：欧阳娜娜 / 签名：X X).
-                if not (e >= n or text[e] in self._term_chars):
-                    continue
+            if weak and e < n and text[e] in self._digits:
+                continue  # 患者于近9年: a function-word surname is not taken before a number
             if self._stopped(text, s, e - s):
                 return None
             return e
-        return None
+        return self._standalone(text, s) if strong and labelled else None
+
+    def _standalone(self, text: str, s: int) -> int | None:
+        """After a strong cue (姓名：, 签名：) a 2-4 char CJK run that stands alone is taken as a
+        name even with a surname outside the list (鲜于…, 仉…)."""
+        n = len(text)
+        e = s
+        while e < n and e - s < 5 and self._cjk(text[e]):
+            e += 1
+        if not 2 <= e - s <= 4 or not (e >= n or text[e] in self._term_chars):
+            return None
+        if self._stopped(text, s, e - s):
+            return None
+        return e
 
     def backward(self, text: str, p: int, honorific: bool, boundary: bool = False) -> int | None:
         """Start of a name ending at ``p`` (before a title), or None."""
@@ -560,7 +628,7 @@ class NameDetector:
             cand = text[s:p]
             if not all(self._cjk(c) for c in cand):
                 continue
-            if length >= 3 and cand[:2] in self._compound:
+            if length >= 2 and cand[:2] in self._compound:
                 sl = 2
             elif cand[0] in self._surnames:
                 sl = 1
@@ -576,6 +644,10 @@ class NameDetector:
                 continue  # 于王明医生: prefer 王明
             if boundary and s > 0 and text[s - 1] not in self._boundary:
                 continue
+            if any(
+                text[p - k : p] in self._pre_title for k in self._pre_title_lens if k >= length
+            ):
+                return None  # 主管医师, 上级医师: the word before the title is no name
             if self._stopped(text, s, length):
                 continue
             return s
@@ -583,6 +655,7 @@ class NameDetector:
 
     def find(self, text: str) -> list[PHISpan]:
         out: list[PHISpan] = []
+        surnames = self._surnames
         for m in self._rx.finditer(text):
             word = m.group()
             if word in self._titles:
@@ -591,7 +664,15 @@ class NameDetector:
                     out.append(PHISpan(s, m.start(), "name", "name_title"))
             if word in self._before:
                 start = self._sep.match(text, m.end()).end()  # type: ignore[union-attr]
-                e = self.forward(text, start, word in self._strong)
+                strong = word in self._strong
+                if (
+                    not strong
+                    and start < len(text)
+                    and text[start] not in surnames
+                    and text[start : start + 2] not in self._compound
+                ):
+                    continue  # the common case (患者入院后…): no surname, no name
+                e = self.forward(text, start, strong, labelled=start > m.end())
                 if e is not None:
                     out.append(PHISpan(start, e, "name", "name_cue"))
         for m in self._gender.finditer(text):
@@ -656,6 +737,15 @@ class AddressDetector:
                 return s - k
         return s
 
+    def _province_only(self, value: str) -> bool:
+        if value in self._provinces:
+            return True
+        m = self._prov_suffix.fullmatch(value, len(value) - 1) if value else None
+        for k in (3, 2):
+            if value[:k] in self._provinces and self._prov_suffix.fullmatch(value[k:]):
+                return True
+        return m is not None and False
+
     def _component_ok(self, comp: str) -> bool:
         return comp not in self._generic and not any(c in self._blocked for c in comp)
 
@@ -664,19 +754,18 @@ class AddressDetector:
         pos, count = s, 0
         limit = min(len(text), s + self._max)
         while pos < limit:
+            best = -1
             m = self._place.match(text, pos)
-            if m is not None and m.end() - pos >= 3 or (
-                m is not None and m.group() in self._provinces
-            ):
-                pos, count = m.end(), count + 1
-                continue
-            m = self._number.match(text, pos)
             if m is not None:
-                pos, count = m.end(), count + 1
-                continue
+                best = m.end()
+            m = self._number.match(text, pos)
+            if m is not None and m.end() > best:
+                best = m.end()
             m = self._component.match(text, pos)
-            if m is not None and self._component_ok(m.group()):
-                pos, count = m.end(), count + 1
+            if m is not None and m.end() > best and self._component_ok(m.group()):
+                best = m.end()
+            if best > pos:
+                pos, count = best, count + 1
                 continue
             if text[pos] == " " and count:
                 nxt = pos + 1
@@ -708,7 +797,8 @@ class AddressDetector:
             # Walk back over the road name, then parse forward from the earliest start that works.
             b = m.start()
             lo = max(0, b - 12)
-            while b > lo and "\u4e00" <= text[b - 1] <= "\u9fff" and text[b - 1] not in self._blocked:
+            blocked = self._blocked
+            while b > lo and "\u4e00" <= text[b - 1] <= "\u9fff" and text[b - 1] not in blocked:
                 b -= 1
             starts.append((b, "address_road", m.end()))
         starts.sort()
@@ -729,6 +819,8 @@ class AddressDetector:
                 e, count = self.chain(text, s)
                 if count == 0:
                     continue
+            if self._province_only(text[s:e]):
+                continue  # a province alone is no finer than a state (Safe Harbor keeps it)
             out.append(PHISpan(s, e, "address", rule))
             last_end = e
         return out
@@ -750,7 +842,8 @@ class OrgDetector:
         o = rules.org
         self._rx = _compile(_alternation(o["suffixes"]), "org.suffixes")
         self._stop_chars = frozenset(o["stop_chars"])
-        self._stop_words = tuple(sorted(o["stop_words"], key=len, reverse=True))
+        self._stop_words = frozenset(o["stop_words"])
+        self._stop_lens = sorted({len(w) for w in self._stop_words}, reverse=True)
         self._generic = frozenset(o["generic"])
         self._max = int(o["max_name_chars"])
         self._min = int(o["min_name_chars"])
@@ -761,16 +854,14 @@ class OrgDetector:
         lo = max(0, p - self._max)
         while b > lo:
             c = text[b - 1]
-            if not ("\u4e00" <= c <= "\u9fff" or c.isdigit() or c == "*"):
+            if c.isdigit() and c.isascii():
+                if b < p and not text[b].isdigit():
+                    break  # digits only right before the suffix (301医院), not a date before
+            elif not ("\u4e00" <= c <= "\u9fff" or c == "*"):
                 break
             if c in self._stop_chars and not (c in "中日" and text[b - 2 : b] == "中日"):
                 break
-            hit = False
-            for w in self._stop_words:
-                if text.endswith(w, 0, b):
-                    hit = True
-                    break
-            if hit:
+            if any(text[b - k : b] in self._stop_words for k in self._stop_lens if k <= b):
                 break
             b -= 1
         return b
@@ -805,7 +896,13 @@ class WebDetector:
             "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-"
         )
         self._domain = _compile(w["email_domain"], "web.email_domain")
-        self._url = _compile(w["url"] + "|" + w["bare_domain"], "web.url")
+        self._url = _compile(w["url"], "web.url")
+        tlds = _alternation(w["bare_domain_tlds"])
+        # Bare domains (example.com) are found from their TLD, then walked back.
+        self._tld = _compile(
+            rf"\.(?:{tlds})(?:\.cn)?(?![A-Za-z0-9-])" + w["bare_domain_path"], "web.bare_domain"
+        )
+        self._label = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")
         self._trail = ".,;:!?)]}'\""
 
     def find(self, text: str) -> list[PHISpan]:
@@ -826,6 +923,7 @@ class WebDetector:
                 i = text.find("@", m.end())
             else:
                 i = text.find("@", i + 1)
+        urls: list[tuple[int, int]] = []
         for m in self._url.finditer(text):
             s, e = m.span()
             while e > s and text[e - 1] in self._trail:
@@ -833,6 +931,22 @@ class WebDetector:
             if any(a <= s < z for a, z in emails):
                 continue
             out.append(PHISpan(s, e, "url", "url"))
+            urls.append((s, e))
+        for m in self._tld.finditer(text):
+            s, e = m.span()
+            if any(a <= s < z for a, z in emails + urls):
+                continue
+            b = s
+            lo = max(0, s - 253)
+            while b > lo and text[b - 1] in self._label:
+                b -= 1
+            while b < s and text[b] in ".-":
+                b += 1
+            if b == s or (b > 0 and text[b - 1] in "@/"):
+                continue
+            while e > s and text[e - 1] in self._trail:
+                e -= 1
+            out.append(PHISpan(b, e, "url", "bare_domain"))
         return out
 
 
@@ -904,6 +1018,9 @@ class MaskStrategy:
 
 
 _CN_DIGITS = "〇一二三四五六七八九"
+_CN_DATE = re.compile(
+    r"([〇零一二三四五六七八九]+)年([一二三四五六七八九十]+)月(?:([一二三四五六七八九十]+)([日号]))?"
+)
 _DIGIT_RUN = re.compile(r"\d+")
 
 
@@ -951,9 +1068,6 @@ class SurrogateStrategy:
 
     def __repr__(self) -> str:
         return "SurrogateStrategy(secret=<hidden>)"
-
-    def __getstate__(self) -> dict[str, Any]:
-        return self.__dict__
 
     # -- randomness ----------------------------------------------------------------------
     def _h(self, patient_id: str | None, kind: str, value: str) -> int:
@@ -1038,9 +1152,7 @@ class SurrogateStrategy:
         chars = r.given_chars
         new_g = "".join(chars[st.below(len(chars))] for _ in given)
         if new_g == given:
-            new_g = chars[(chars.index(given[0]) + 1) % len(chars)] + new_g[1:] if (
-                given[0] in chars
-            ) else new_g
+            new_g = chars[(chars.index(new_g[0]) + 1) % len(chars)] + new_g[1:]
         return new_s + new_g
 
     def _age_value(self, value: str) -> str:
@@ -1100,7 +1212,7 @@ class SurrogateStrategy:
         }.get(rule)
         if order is None or len(runs) < len(order):
             return self._shape(value, patient_id, "date")
-        parts = dict(zip(order, runs))
+        parts = dict(zip(order, runs[: len(order)], strict=True))
         try:
             ym = parts.get("y")
             year = int(ym.group()) if ym else 2000
@@ -1113,14 +1225,14 @@ class SurrogateStrategy:
             return self._shape(value, patient_id, "date")
         new = {"y": nd.year, "m": nd.month, "d": nd.day}
         out, pos = [], 0
-        for key, m in zip(order, runs):
+        for key, m in zip(order, runs[: len(order)], strict=True):
             out.append(value[pos : m.start()])
             old = m.group()
             v = new[key]
             if key == "y" and len(old) == 2:
                 out.append(f"{v % 100:02d}")
             else:
-                out.append(str(v).zfill(len(old)) if old.startswith("0") or len(old) > 1 else str(v))
+                out.append(str(v).zfill(len(old)))
             pos = m.end()
         out.append(value[pos:])
         return "".join(out)
@@ -1135,7 +1247,7 @@ class SurrogateStrategy:
         return _dt.date(y, m, d) + shift
 
     def _date_cn_numerals(self, value: str, shift: _dt.timedelta) -> str:
-        m = re.match(r"([〇零一二三四五六七八九]+)年([一二三四五六七八九十]+)月(?:([一二三四五六七八九十]+)([日号]))?", value)
+        m = _CN_DATE.match(value)
         if m is None:
             return value
         y = self._cn_to_int(m.group(1))
@@ -1300,7 +1412,9 @@ class Deidentifier:
         elif isinstance(rules, Mapping):
             rules = DeidRules.from_dict(rules)
         elif not isinstance(rules, DeidRules):
-            raise InputError(f"rules must be DeidRules, a dict or a path, got {describe_type(rules)}")
+            raise InputError(
+                f"rules must be DeidRules, a dict or a path, got {describe_type(rules)}"
+            )
         self.rules = rules
         if types is None:
             self.types: frozenset[str] = frozenset(PHI_TYPES)
@@ -1358,23 +1472,14 @@ class Deidentifier:
             raise TypeError(f"find() expects str, got {describe_type(text)}")
         if not text:
             return []
-        norm = normalize(text, _NORM_CONFIG)
-        t = norm.text
+        t = _fold()(text)
         spans: list[PHISpan] = []
         for det in self._detectors:
             spans.extend(det.find(t))
         types = self.types
         if len(types) < len(PHI_TYPES):
             spans = [s for s in spans if s.type in types]
-        spans = _merge(spans)
-        om = norm.offsets
-        if om.is_identity or not spans:
-            return spans
-        starts = om.starts_to_original([s.start for s in spans])
-        ends = om.ends_to_original([s.end for s in spans])
-        return [
-            PHISpan(a, b, s.type, s.rule) for a, b, s in zip(starts, ends, spans) if b > a
-        ]
+        return _merge(spans)
 
     def deidentify(self, text: str, patient_id: str | None = None) -> DeidResult:
         """Rewrite the PHI of ``text`` with the strategy; see :class:`DeidResult`."""

@@ -87,11 +87,14 @@ def _build_index(starts: list[int], lens: list[int]) -> list[int] | array[int]:
             out = array("q")
             out.frombytes(values.tobytes())
             return out
-    top = starts[-1] + lens[-1] if starts else 0  # runs are in increasing order
-    have = len(_POSITIONS)
-    if top > have and have < _POSITIONS_CAP:
-        _POSITIONS.extend(range(have, min(_POSITIONS_CAP, max(top, 2 * have))))
+    global _POSITIONS
     positions = _POSITIONS
+    top = starts[-1] + lens[-1] if starts else 0  # runs are in increasing order
+    have = len(positions)
+    if top > have and have < _POSITIONS_CAP:
+        # A new list, bound in one step: safe when threads grow it at the same time.
+        positions = positions + list(range(have, min(_POSITIONS_CAP, max(top, 2 * have))))
+        _POSITIONS = positions
     cap = len(positions)
     index: list[int] = []
     ext = index.extend

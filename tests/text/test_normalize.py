@@ -303,6 +303,7 @@ def test_one_megabyte_note() -> None:
     assert len(big.encode()) > 1_000_000
     n = normalize(big)
     one = normalize(unit).text
+    assert one == "患者BP 150/90mmHg,口服阿司匹林100mg qd。"
     assert n.text == "\n".join([one] * k)
     index = n.offsets.index
     assert index is not None and len(index) == len(n.text)
