@@ -598,6 +598,8 @@ class NameDetector:
             e = s + sl + k
             if not self._terminates(text, e):
                 continue
+            if k == 2 and (t := self._term_words.match(text, e - 1)) and t.end() - t.start() > 1:
+                continue  # 赵丽执行: the last char starts a terminator word, so 赵丽
             if weak and e < n and text[e] in self._digits:
                 continue  # 患者于近9年: a function-word surname is not taken before a number
             if self._stopped(text, s, e - s):

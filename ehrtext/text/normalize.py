@@ -44,7 +44,7 @@ from typing import Any
 from ehrtext.errors import InputError, ResourceError, describe_type
 from ehrtext.resources import load_json
 
-__all__ = ["Normalized", "NormalizerConfig", "OffsetMap", "normalize"]
+__all__ = ["Normalized", "NormalizerConfig", "OffsetMap", "normalize", "normalize_many"]
 
 # --------------------------------------------------------------------------------------------
 # Fixed character classes (not configurable: they are never wanted in a note).
@@ -536,11 +536,11 @@ class _Plan:
         return text.translate(self.table)
 
     # -- steps 2 and 3 -------------------------------------------------------------------
-    def run(self, text: str) -> Normalized:
+    def run(self, text: str, translated: str | None = None) -> Normalized:
         n = len(text)
         if n == 0:
             return Normalized(text, text, OffsetMap(None, 0))
-        t = self.translate(text)
+        t = self.translate(text) if translated is None else translated
         lo, hi = 0, n
         if self.strip:
             sc = self.strip_chars
@@ -651,3 +651,31 @@ def normalize(text: str, config: NormalizerConfig | None = None, **overrides: bo
     elif overrides:
         config = replace(config, **overrides)
     return _plan(config).run(text)
+
+
+_BATCH_SEP = "\x05"  # a control character: removed by normalize, so never in its input table
+
+
+def normalize_many(texts: list[str], config: NormalizerConfig | None = None) -> list[Normalized]:
+    """:func:`normalize` for a list of texts, faster on many short ones (one table lookup for
+    the whole batch). Same results as ``[normalize(t, config) for t in texts]``.
+
+    Example:
+        >>> [n.text for n in normalize_many(["ＢＰ", "发热　3天"])]
+        ['BP', '发热 3天']
+    """
+    for position, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(
+                f"normalize_many() expects str items, got {describe_type(text)} at position "
+                f"{position}"
+            )
+    plan = _plan(config if config is not None else _DEFAULT)
+    if len(texts) < 2:
+        return [plan.run(t) for t in texts]
+    joined = _BATCH_SEP.join(texts)
+    if joined.count(_BATCH_SEP) != len(texts) - 1:  # a text holds the separator itself
+        return [plan.run(t) for t in texts]
+    translated = plan.translate(joined).split(_BATCH_SEP)
+    run = plan.run
+    return [run(t, tt) for t, tt in zip(texts, translated)]

@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 
 from ehrtext.errors import InputError, ResourceError, describe_type
 from ehrtext.resources import corpus_path, load_json
-from ehrtext.text.normalize import Normalized, NormalizerConfig, normalize
+from ehrtext.text.normalize import Normalized, NormalizerConfig, normalize, normalize_many
 
 logger = logging.getLogger(__name__)
 
@@ -666,8 +666,7 @@ class Tokenizer:
             yield from self._tokenize_batch(batch)
 
     def _tokenize_batch(self, texts: list[str]) -> list[Tokens]:
-        config = self.normalizer
-        normalized = [normalize(t, config) for t in texts]
+        normalized = normalize_many(texts, self.normalizer)
         out = []
         for text, n, (norms, starts, ends) in zip(
             texts, normalized, self._segment_many([n.text for n in normalized])

@@ -230,3 +230,34 @@ def _shared_tok() -> Tokenizer:
 
 def _shared_tok_jieba() -> Tokenizer:
     return _CACHE.setdefault("jieba", Tokenizer(backend="jieba"))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(CLINICAL_ALPHABET, max_size=30).map("".join), min_size=1, max_size=12))
+def test_pipe_gives_the_same_tokens_as_tokenize(texts):
+    tok = _shared_tok()
+    piped = list(tok.pipe(texts, batch_size=5))
+    assert len(piped) == len(texts)
+    for text, toks in zip(texts, piped):
+        one = tok.tokenize(text)
+        assert (toks.norms, toks.starts, toks.ends) == (one.norms, one.starts, one.ends)
+
+
+def test_pipe_names_the_position_of_a_non_text_item(tok):
+    with pytest.raises(TypeError, match="position 2"):
+        list(tok.pipe(["发热", "咳嗽", None]))
+
+
+@pytest.mark.shared_data
+def test_pipe_equals_tokenize_on_real_notes(shared_data, tok):
+    import itertools
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    from shared_corpus import chip_ctc_sentences, emr_notes
+
+    texts = list(emr_notes(shared_data)) + list(itertools.islice(chip_ctc_sentences(shared_data), 3000))
+    for text, toks in zip(texts, tok.pipe(texts)):
+        one = tok.tokenize(text)
+        assert (toks.norms, toks.starts, toks.ends) == (one.norms, one.starts, one.ends)
