@@ -174,21 +174,27 @@ def main(argv: list[str] | None = None) -> int:
         result["speed"] = measure_speed(notes)
 
     print(f"synthetic: {syn['notes']} notes, {syn['chars']} chars, {syn['phi_instances']} PHI")
-    print(f"{'type':<10} {'gold':>5} {'recall':>7} {'typed':>7} {'exact':>7} {'pred':>5} "
-          f"{'prec':>7} | {'real hits':>9} {'/10k ch':>8}")
+    print(
+        f"{'type':<10} {'gold':>5} {'recall':>7} {'typed':>7} {'exact':>7} {'pred':>5} "
+        f"{'prec':>7} | {'real hits':>9} {'/10k ch':>8}"
+    )
     for t in PHI_TYPES:
         r = syn["per_type"][t]
 
         def f(x):
             return "   -   " if x is None else f"{x:7.4f}"
 
-        print(f"{t:<10} {r['gold']:>5} {f(r['recall'])} {f(r['typed_recall'])} {f(r['exact'])} "
-              f"{r['predicted']:>5} {f(r['precision'])} | {real['hits'][t]:>9} "
-              f"{real['hits_per_10k_chars'][t]:>8.3f}")
+        print(
+            f"{t:<10} {r['gold']:>5} {f(r['recall'])} {f(r['typed_recall'])} {f(r['exact'])} "
+            f"{r['predicted']:>5} {f(r['precision'])} | {real['hits'][t]:>9} "
+            f"{real['hits_per_10k_chars'][t]:>8.3f}"
+        )
     print(f"recall, all types: {syn['recall_all']}")
-    print(f"real notes: {real['notes']} notes, {real['chars']} chars; dates "
-          f"{real['dates_per_10k_chars']}/10k chars; other types "
-          f"{real['non_date_hits_per_10k_chars']}/10k chars (residual PHI + false positives)")
+    print(
+        f"real notes: {real['notes']} notes, {real['chars']} chars; dates "
+        f"{real['dates_per_10k_chars']}/10k chars; other types "
+        f"{real['non_date_hits_per_10k_chars']}/10k chars (residual PHI + false positives)"
+    )
     if "speed" in result:
         s = result["speed"]
         print(f"speed: {s['mb_per_s']} MB/s ({s['chars_per_s']} chars/s), find + tag, one process")

@@ -48,7 +48,6 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from operator import itemgetter
 from typing import Any, NamedTuple
 
 from ehrtext.errors import InputError, ResourceError, describe_type
@@ -310,13 +309,17 @@ class Assertion(NamedTuple):
 
 _FORWARD, _BACKWARD, _BOTH, _PSEUDO, _TERMINATE = range(5)
 _KIND = {d: k for k, d in enumerate(DIRECTIONS)}
+_new = tuple.__new__  # builds a named tuple without the Python-level __new__ (hot loop)
+# One bit a category, in the order of the Assertion flags.
+_BIT = {cat: 1 << i for i, cat in enumerate(CATEGORIES)}
+_NEG, _POS, _HIST, _FAM, _HYP = (_BIT[c] for c in CATEGORIES)
 
 
 class _Compiled:
     """Everything ``ConText`` precomputes from its rules.
 
     Each rule becomes a tuple ``(kind, category, reach, stop_at_comma, by_tokens, label,
-    terminated categories)``; ``literal`` maps a normalized cue to the tuples of its rules
+    terminated categories, category bit)``; ``literal`` maps a normalized cue to the tuples of its rules
     (empty for a pseudo cue, which still occupies its text).
     """
 
@@ -336,6 +339,7 @@ class _Compiled:
                 by_tokens,
                 r.cue if r.cue is not None else r.pattern,
                 r.categories or tuple(CATEGORIES),
+                _BIT.get(r.category, 0),
             )
             infos = () if kind == _PSEUDO else (info,)
             if r.cue is not None:
@@ -459,9 +463,14 @@ class ConText:
         """Every modifying cue of ``text`` with its scope (pseudo cues and terminators are
         used, not returned). Offsets into the text as given."""
         norm = self._normalize(text)
-        return self._cues(norm, sections, tokens)
+        return [_make_cue(c) for c in self._cues(norm, sections, tokens)]
 
-    def _cues(self, norm: Normalized, sections, tokens) -> list[Cue]:
+    def _cues(self, norm: Normalized, sections, tokens, near=None) -> list[tuple]:
+        """``(start, end, kind, bit, scope_start, scope_end, category, label)`` of each cue,
+        in original offsets (plain tuples: :class:`Cue` objects are made only when needed).
+
+        ``near`` = ``(sorted span starts, longest span)``: cues that cannot reach any of these
+        spans are skipped (their scopes are not computed)."""
         comp = self._get_compiled()
         t = norm.text
 
@@ -509,19 +518,34 @@ class ConText:
         for lst in stops_b.values():
             lst.sort()  # (stops_f is sorted: matches come in order of their start)
 
+        om = norm.offsets
+        c_starts = [c[0] for c in cues]
+        c_ends = [c[1] for c in cues]
+        if not om.is_identity:
+            c_starts = om.starts_to_original(c_starts)
+            c_ends = om.ends_to_original(c_ends)
+
         # 3. scopes, in normalized offsets: sentence and clause ends are searched in the window
         #    of each scope only (far cheaper than listing every comma of the note)
         by_tokens_any = False
-        scopes: list[tuple[int, int]] = []
+        scopes: list[tuple[int, int] | None] = []
         empty: list[int] = []
         n = len(t)
         search = _BOUNDARY.search
         finditer = _BOUNDARY.finditer
-        for cs, ce, (kind, cat, reach, stop_comma, by_tokens, _, _) in cues:
+        if near is not None:
+            sp_starts, longest = near
+            n_sp = len(sp_starts)
+        for k, (cs, ce, (kind, cat, reach, stop_comma, by_tokens, _, _, _)) in enumerate(cues):
             chars = reach
             if by_tokens:
                 by_tokens_any = True
                 chars = n if tokens is not None else reach * CHARS_PER_TOKEN
+            if near is not None:  # in original offsets, with room for what normalize moved
+                j = bisect_left(sp_starts, c_starts[k] - chars - longest - 8)
+                if j == n_sp or sp_starts[j] > c_ends[k] + chars + 8:
+                    scopes.append(None)  # no concept within reach
+                    continue
             scope_start, scope_end = cs, ce
             if kind != _BACKWARD:
                 hi = ce + chars if ce + chars < n else n
@@ -556,14 +580,9 @@ class ConText:
             scopes.append((scope_start, scope_end))
 
         # 4. to original offsets; section headers and token limits are original offsets
-        om = norm.offsets
-        c_starts = [c[0] for c in cues]
-        c_ends = [c[1] for c in cues]
-        s_starts = [sc[0] for sc in scopes]
-        s_ends = [sc[1] for sc in scopes]
+        s_starts = [sc[0] if sc else 0 for sc in scopes]
+        s_ends = [sc[1] if sc else 0 for sc in scopes]
         if not om.is_identity:
-            c_starts = om.starts_to_original(c_starts)
-            c_ends = om.ends_to_original(c_ends)
             s_starts = om.starts_to_original(s_starts)
             s_ends = om.ends_to_original(s_ends)
         hs: list[int] = []
@@ -581,7 +600,9 @@ class ConText:
         if by_tokens_any and tokens is not None:
             tok_starts, tok_ends = _token_bounds(tokens)
         out: list[Cue] = []
-        for k, (_, _, (kind, cat, reach, _, by_tokens, label, _)) in enumerate(cues):
+        for k, (_, _, (kind, cat, reach, _, by_tokens, label, _, bit)) in enumerate(cues):
+            if scopes[k] is None:
+                continue
             cs, ce, ss, se = c_starts[k], c_ends[k], s_starts[k], s_ends[k]
             if hs:
                 j = bisect_right(hs, cs) - 1
@@ -600,7 +621,7 @@ class ConText:
                     j = bisect_right(tok_ends, cs) - reach
                     if j >= 0 and tok_starts[j] > ss:
                         ss = tok_starts[j] if tok_starts[j] < cs else cs
-            out.append(Cue(cs, ce, cat, DIRECTIONS[kind], ss, se, label))
+            out.append((cs, ce, kind, bit, ss, se, cat, label))
         return out
 
     # -- assertions --------------------------------------------------------------------------
@@ -625,78 +646,114 @@ class ConText:
                 pairs), needed only by rules with ``scope_unit: tokens``.
         """
         norm = self._normalize(text)
-        pairs = _pairs(spans)
+        pairs = spans if isinstance(spans, list) else list(spans)
         if not pairs:
             return []
-        cues = self._cues(norm, sections, tokens)
+        checked = []
+        longest = 0
+        for sp in pairs:
+            try:
+                s, e = sp
+                if type(s) is not int or type(e) is not int or not 0 <= s <= e:
+                    raise ValueError
+            except (TypeError, ValueError):
+                s, e = _pair(sp)
+            checked.append((s, e))
+            if e - s > longest:
+                longest = e - s
+        order = sorted(range(len(checked)), key=checked.__getitem__)
+        near = ([checked[i][0] for i in order], longest)
+        cues = self._cues(norm, sections, tokens, near)
         sec_list: list[Any] = []
         if sections and self.section_defaults:
             sec_list = sorted(
                 (s for s in sections if s.attributes.get("history") or s.attributes.get("family")),
                 key=lambda s: s.start,
             )
-        if not cues and not sec_list:
-            return [Assertion(s, e) for s, e in pairs]
-
-        # (region start, region end, cue): the text a cue modifies, the cue included
-        regions = []
-        reach = 0
-        for c in cues:
-            r_end = c.scope_end if c.scope_end > c.end else c.end
-            regions.append((c.scope_start, r_end, c))
-            if r_end - c.scope_start > reach:
-                reach = r_end - c.scope_start
-        regions.sort(key=itemgetter(0))
-        region_starts = [r[0] for r in regions]
         sec_starts = [s.start for s in sec_list]
+        # per section: its default bits and the Cue objects that report them
+        sec_info = []
+        for sec in sec_list:
+            bits, made = 0, []
+            for attr, cat in _SECTION_DEFAULTS:
+                if sec.attributes.get(attr):
+                    bits |= _BIT[cat]
+                    made.append(
+                        Cue(sec.header_start, sec.header_end, cat, "section", sec.start,
+                            sec.end, sec.name)
+                    )
+            sec_info.append((sec.end, bits, made))
 
-        out = []
-        for s, e in pairs:
-            hit: list[Cue] = []
-            lo = bisect_left(region_starts, s - reach)
-            hi = bisect_left(region_starts, e if e > s else s + 1)
-            for _, r_end, c in regions[lo:hi]:
-                if r_end <= s:
-                    continue
-                if s <= c.start and c.end <= e:
-                    continue  # the cue is part of the concept (无痛性血尿)
-                d = c.direction
-                if (d == "forward" and e <= c.start) or (d == "backward" and s >= c.end):
+        # the text a cue modifies, the cue included, sorted by start
+        regions = sorted(
+            (c[4], c[5] if c[5] > c[1] else c[1], c[0], c[1], c[2], c[3], k)
+            for k, c in enumerate(cues)
+        )
+        n_regions = len(regions)
+        made_cues: list[Cue | None] = [None] * len(cues)
+
+        # sweep: spans by start; ``active`` holds the regions begun before the span's end
+        # and not yet ended (usually one to three)
+        order = sorted(range(len(checked)), key=checked.__getitem__)
+        results: list[Assertion | None] = [None] * len(checked)
+        active: list[tuple] = []
+        nxt = 0
+        for idx in order:
+            s, e = checked[idx]
+            stop = e if e > s else s + 1
+            while nxt < n_regions and regions[nxt][0] < stop:
+                active.append(regions[nxt])
+                nxt += 1
+            if active:
+                active = [r for r in active if r[1] > s]
+            mask = 0
+            hit: list[int] | None = None
+            for r_start, _, cs, ce, kind, bit, k in active:
+                if r_start >= stop or (s <= cs and ce <= e):
+                    continue  # starts after a nested span, or the cue is part of the concept
+                if (kind == _FORWARD and e <= cs) or (kind == _BACKWARD and s >= ce):
                     continue  # the span lies on the other side of a one-way cue
-                hit.append(c)
-            if sec_list:
+                mask |= bit
+                if hit is None:
+                    hit = [k]
+                else:
+                    hit.append(k)
+            extra: list[Cue] = []
+            if sec_info:
                 j = bisect_right(sec_starts, s) - 1
-                if j >= 0 and s < sec_list[j].end:
-                    sec = sec_list[j]
-                    attrs = sec.attributes
-                    for attr, cat in _SECTION_DEFAULTS:
-                        if attrs.get(attr) and all(c.category != cat for c in hit):
-                            hit.append(
-                                Cue(
-                                    sec.header_start, sec.header_end, cat, "section",
-                                    sec.start, sec.end, sec.name,
-                                )
-                            )
-            if not hit:
-                out.append(Assertion(s, e))
+                if j >= 0 and s < sec_info[j][0] and sec_info[j][1] & ~mask:
+                    for c in sec_info[j][2]:
+                        if _BIT[c.category] & ~mask:
+                            extra.append(c)
+                    mask |= sec_info[j][1]
+            if not mask:
+                results[idx] = _new(Assertion, (s, e, False, False, False, False, False, ()))
                 continue
-            cats = {c.category for c in hit}
-            if "FAMILY" in cats and "HISTORICAL" in cats:
-                hit = [c for c in hit if c.category != "HISTORICAL"]
-                cats.discard("HISTORICAL")
-            out.append(
-                Assertion(
+            found: list[Cue] = []
+            if hit is not None:
+                for k in hit:
+                    c = made_cues[k]
+                    if c is None:
+                        c = made_cues[k] = _make_cue(cues[k])
+                    found.append(c)
+            found.extend(extra)
+            if mask & _FAM and mask & _HIST:  # a relative's condition is not the patient's past
+                mask &= ~_HIST
+                found = [c for c in found if c.category != "HISTORICAL"]
+            results[idx] = _new(
+                Assertion,
+                (
                     s,
                     e,
-                    "NEGATED_EXISTENCE" in cats,
-                    "POSSIBLE" in cats,
-                    "HISTORICAL" in cats,
-                    "FAMILY" in cats,
-                    "HYPOTHETICAL" in cats,
-                    tuple(hit),
-                )
+                    bool(mask & _NEG),
+                    bool(mask & _POS),
+                    bool(mask & _HIST),
+                    bool(mask & _FAM),
+                    bool(mask & _HYP),
+                    tuple(found),
+                ),
             )
-        return out
+        return results  # type: ignore[return-value]
 
     __call__ = apply
 
@@ -720,18 +777,9 @@ def _pair(span: Any) -> tuple[int, int]:
     return s, e
 
 
-def _pairs(spans: Iterable[Any]) -> list[tuple[int, int]]:
-    """``spans`` as a list of ``(start, end)`` int pairs (fast path for tuples of ints)."""
-    out = []
-    add = out.append
-    for sp in spans:
-        if type(sp) is tuple and len(sp) == 2:
-            s, e = sp
-            if type(s) is int and type(e) is int and 0 <= s <= e:
-                add(sp)
-                continue
-        add(_pair(sp))
-    return out
+def _make_cue(c: tuple) -> Cue:
+    cs, ce, kind, _, ss, se, cat, label = c
+    return Cue(cs, ce, cat, DIRECTIONS[kind], ss, se, label)
 
 
 def _first_class(pattern: str) -> str | None:
@@ -741,8 +789,17 @@ def _first_class(pattern: str) -> str | None:
     try:
         from re import _parser as sre_parse  # type: ignore[attr-defined]
         from re._constants import (  # type: ignore[import-not-found]
-            ASSERT, ASSERT_NOT, AT, BRANCH, CATEGORY, IN, LITERAL, MAX_REPEAT, MIN_REPEAT,
-            RANGE, SUBPATTERN,
+            ASSERT,
+            ASSERT_NOT,
+            AT,
+            BRANCH,
+            CATEGORY,
+            IN,
+            LITERAL,
+            MAX_REPEAT,
+            MIN_REPEAT,
+            RANGE,
+            SUBPATTERN,
         )
     except ImportError:  # pragma: no cover - other Pythons
         return None

@@ -296,9 +296,7 @@ class DeidRules:
             self.data = dict(data)
             self.tags: dict[str, str] = dict(data["tags"])
             self.numeric: list[dict[str, str]] = [dict(r) for r in data["numeric"]]
-            self.chinese_numeric: list[dict[str, str]] = [
-                dict(r) for r in data["chinese_numeric"]
-            ]
+            self.chinese_numeric: list[dict[str, str]] = [dict(r) for r in data["chinese_numeric"]]
             self.cues: dict[str, Any] = dict(data["cues"])
             self.names: dict[str, Any] = dict(data["names"])
             self.address: dict[str, Any] = dict(data["address"])
@@ -473,7 +471,7 @@ class CueDetector:
 
     Example:
         >>> det = CueDetector(DeidRules.default())
-        >>> [(s.start, s.end, s.type) for s in det.find("住院号：000116347")]
+        >>> [(s.start, s.end, s.type) for s in det.find("住院号：000123457")]
         [(4, 13, 'mrn')]
     """
 
@@ -516,15 +514,15 @@ class NameDetector:
     A name is a surname from ``surnames.txt`` (or, after a strong cue such as 姓名 / 签名, any
     CJK char) plus a 1-2 char given name. After a cue (患者张伟，…) the name must end where a
     terminator starts (punctuation, 男/女, a digit, 因 / 于 / 主诉 ...); before a title
-    (王晓军主任医师, 张三之子) the title itself is the evidence, and honorific titles also take a
+    (孙立新主任医师, 张三之子) the title itself is the evidence, and honorific titles also take a
     surname alone (王主任). Candidates that start with a stopword or medical word of at least
     their own length (张力, 白细胞, 查房) are rejected.
 
     Example:
         >>> det = NameDetector(DeidRules.default())
-        >>> text = "请示王晓军主任医师，患者张力增高"
+        >>> text = "请示孙立新主任医师，患者张力增高"
         >>> [text[s.start:s.end] for s in det.find(text)]
-        ['王晓军']
+        ['孙立新']
     """
 
     def __init__(self, rules: DeidRules, extra_stopwords: Iterable[str] = ()) -> None:
@@ -550,7 +548,7 @@ class NameDetector:
         self._honorific = frozenset(n["honorific_titles"])
         words = self._before | set(self._titles)
         self._rx = _compile(_alternation(words), "name cues")
-        self._sep = re.compile(r"[:\s]{0,3}")
+        self._sep = re.compile(r"[:：\s]{0,3}")
         self._gender = _compile(n["gender_after"], "names.gender_after")
         self._boundary = frozenset(",.。、;:!?()[]{}<>\"'《》【】“”‘’ \t\n")
 
@@ -568,8 +566,8 @@ class NameDetector:
         return False
 
     def _terminates(self, text: str, e: int) -> bool:
-        return e >= len(text) or text[e] in self._term_chars or bool(
-            self._term_words.match(text, e)
+        return (
+            e >= len(text) or text[e] in self._term_chars or bool(self._term_words.match(text, e))
         )
 
     def forward(self, text: str, s: int, strong: bool, labelled: bool = True) -> int | None:
@@ -646,9 +644,7 @@ class NameDetector:
                 continue  # 于王明医生: prefer 王明
             if boundary and s > 0 and text[s - 1] not in self._boundary:
                 continue
-            if any(
-                text[p - k : p] in self._pre_title for k in self._pre_title_lens if k >= length
-            ):
+            if any(text[p - k : p] in self._pre_title for k in self._pre_title_lens if k >= length):
                 return None  # 主管医师, 上级医师: the word before the title is no name
             if self._stopped(text, s, length):
                 continue
@@ -693,9 +689,9 @@ class AddressDetector:
 
     Example:
         >>> det = AddressDetector(DeidRules.default())
-        >>> text = "现住河北省承德市双桥区建设路12号，心前区无隆起"
+        >>> text = "现住河北省保定市清苑区建设路12号，心前区无隆起"
         >>> [text[s.start:s.end] for s in det.find(text)]
-        ['河北省承德市双桥区建设路12号']
+        ['河北省保定市清苑区建设路12号']
     """
 
     def __init__(self, rules: DeidRules) -> None:
@@ -708,13 +704,18 @@ class AddressDetector:
         self._city_suffix = _compile(a["city_suffix"], "address.city_suffix")
         self._anchor = _compile("[" + re.escape(a["anchor_suffix_chars"]) + "]", "anchor chars")
         self._cue = _compile(_alternation(a["cues"]), "address.cues")
-        self._sep = re.compile(r"[:\s]{0,3}")
+        self._sep = re.compile(r"[:：\s]{0,3}")
         self._component = _compile(a["component"], "address.component")
         self._number = _compile(a["number"], "address.number")
         self._road = _compile(a["road_number"], "address.road_number")
         self._place = _compile(
-            "(?:" + _alternation(places) + ")(?:" + a["province_suffix"] + "|"
-            + a["city_suffix"] + "|区|县)?",
+            "(?:"
+            + _alternation(places)
+            + ")(?:"
+            + a["province_suffix"]
+            + "|"
+            + a["city_suffix"]
+            + "|区|县)?",
             "address places",
         )
         self._blocked = frozenset(a["blocked_chars"])
@@ -835,9 +836,9 @@ class OrgDetector:
 
     Example:
         >>> det = OrgDetector(DeidRules.default())
-        >>> text = "曾在承德市中心医院就诊，后转上级医院"
+        >>> text = "曾在廊坊市中心医院就诊，后转上级医院"
         >>> [text[s.start:s.end] for s in det.find(text)]
-        ['承德市中心医院']
+        ['廊坊市中心医院']
     """
 
     def __init__(self, rules: DeidRules) -> None:
@@ -1349,9 +1350,29 @@ class SurrogateStrategy:
             if m is not None:
                 comp = m.group()
                 suffix_len = 1
-                for suf in ("特别行政区", "自治区", "自治州", "自治县", "开发区", "工业园", "街道",
-                            "社区", "大街", "大道", "胡同", "小区", "花园", "公寓", "新村", "家园",
-                            "大厦", "广场", "园区", "农场", "林场"):
+                for suf in (
+                    "特别行政区",
+                    "自治区",
+                    "自治州",
+                    "自治县",
+                    "开发区",
+                    "工业园",
+                    "街道",
+                    "社区",
+                    "大街",
+                    "大道",
+                    "胡同",
+                    "小区",
+                    "花园",
+                    "公寓",
+                    "新村",
+                    "家园",
+                    "大厦",
+                    "广场",
+                    "园区",
+                    "农场",
+                    "林场",
+                ):
                     if comp.endswith(suf) and len(comp) > len(suf):
                         suffix_len = len(suf)
                         break
@@ -1359,9 +1380,11 @@ class SurrogateStrategy:
                 pos = m.end()
                 continue
             c = value[pos]
-            out.append(self._fake_word(st, 1) if "\u4e00" <= c <= "\u9fff" else (
-                str(st.below(10)) if c.isdigit() else c
-            ))
+            out.append(
+                self._fake_word(st, 1)
+                if "\u4e00" <= c <= "\u9fff"
+                else (str(st.below(10)) if c.isdigit() else c)
+            )
             pos += 1
         return "".join(out)
 

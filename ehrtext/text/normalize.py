@@ -37,9 +37,9 @@ from __future__ import annotations
 import re
 from array import array
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from ehrtext.errors import InputError, ResourceError, describe_type
 from ehrtext.resources import load_json
@@ -108,7 +108,7 @@ def _build_index(starts: list[int], lens: list[int]) -> list[int] | array[int]:
 
 
 #: Non-ASCII texts at least this long are translated through numpy (overhead ~2 us a call).
-_NUMPY_MIN_CHARS = 64
+_NUMPY_MIN_CHARS = 160
 
 
 # --------------------------------------------------------------------------------------------
@@ -332,11 +332,11 @@ def _end_table(idx: list[int] | array[int]) -> list[int] | array[int]:
     return table
 
 
-@dataclass(frozen=True)
-class Normalized:
+class Normalized(NamedTuple):
     """Result of :func:`normalize`: the clean text, the text as given, and the offset map.
 
-    The repr shows lengths only, never note text.
+    An immutable tuple (cheap to build: it is made for every note). The repr shows lengths
+    only, never note text.
 
     Example:
         >>> n = normalize("体温　３８．５℃")
@@ -344,14 +344,17 @@ class Normalized:
         ('体温 38.5℃', (3, 7), '３８．５')
     """
 
-    text: str = field(repr=False)
-    original: str = field(repr=False)
+    text: str
+    original: str
     offsets: OffsetMap
 
     def to_original(self, start: int, end: int) -> tuple[int, int]:
         """Original span of the normalized span ``[start, end)``; see
         :meth:`OffsetMap.to_original`."""
         return self.offsets.to_original(start, end)
+
+    def __repr__(self) -> str:
+        return f"Normalized(len={len(self.text)}, original_len={len(self.original)}, offsets={self.offsets!r})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -490,6 +493,15 @@ class _Plan:
             expansions[c] = r2
 
         self.table = table
+        # str.translate looks a list up about twice as fast as a dict; characters past the
+        # list (astral planes) raise IndexError, which translate treats as "unchanged".
+        if all(k < 0x10000 for k in table):
+            bmp = list(range(0x10000))
+            for k, v in table.items():
+                bmp[k] = v
+            self.str_table: Any = bmp
+        else:
+            self.str_table = table
         # ASCII text (common in lab values, English notes) goes through bytes.translate.
         ascii_map = bytes(table.get(b, b) for b in range(128)) + bytes(range(128, 256))
         self.ascii_table = ascii_map if all(table.get(b, b) < 128 for b in range(128)) else None
@@ -533,7 +545,7 @@ class _Plan:
                     self._lut = lut
                 codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
                 return lut[codes].tobytes().decode("utf-32-le", "surrogatepass")
-        return text.translate(self.table)
+        return text.translate(self.str_table)
 
     # -- steps 2 and 3 -------------------------------------------------------------------
     def run(self, text: str, translated: str | None = None) -> Normalized:

@@ -66,6 +66,8 @@ _ENUM_TAIL = re.compile(
     r"(?:[一二三四五六七八九十]{1,3}[、.]|\([一二三四五六七八九十\d]{1,2}\)"
     r"|\d{1,2}[、.)]|[①-⑳]|[ⅠⅡⅢⅣⅤⅥⅦⅧⅨⅩⅪⅫ]{1,3}[、.])[ \t]*\Z"
 )
+# The last character of an enumerator (a cheap test before the regex above).
+_ENUM_LAST = frozenset("、.)" + "".join(chr(c) for c in range(0x2460, 0x2474)))
 _HAN = re.compile(r"[\u3400-\u9fff]")
 # A header word without colon or brackets that goes on like this is running text, not a
 # header: 查体发现…, 手术过程顺利…, 查体示…
@@ -382,7 +384,12 @@ class Sectionizer:
             if opened:
                 i -= 1
             bracketed = opened and close and _CLOSE[t[i]] == t[e]
-            enum = _ENUM_TAIL.search(t, max(0, i - 8), i)
+            h = i
+            while h > 0 and t[h - 1] in _SPACES:
+                h -= 1
+            enum = None
+            if h > 0 and t[h - 1] in _ENUM_LAST:
+                enum = _ENUM_TAIL.search(t, max(0, i - 8), i)
             if enum is not None:
                 i = enum.start()
             h = i

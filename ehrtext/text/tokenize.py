@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate, compress
-from operator import itemgetter, not_, sub
+from operator import sub
 from pathlib import Path
 from typing import Any, NamedTuple
 

@@ -5,7 +5,7 @@ The real notes stay in ``../shared/data`` (research data that may not be copied)
 run time from the CCL2025 records (sections joined), the CCKS2017 ``*.txtoriginal.txt`` files and
 the CCKS2019 (Yidu) ``originalText`` lines. Between their sentences the generator inserts
 note-like sentences (``患者张伟，男，45岁，住院号：123456``, ``于2015年3月2日入院``,
-``现住河北省承德市双桥区建设路12号`` ...) that carry fake PHI: names, resident IDs with a valid
+``现住河北省保定市清苑区建设路12号`` ...) that carry fake PHI: names, resident IDs with a valid
 check digit, phones, MRNs with their cue, dates in many formats, ages of 90 and over,
 addresses, hospitals and other organisations, e-mails, URLs and IPs. Everything is drawn from a
 ``random.Random(seed)``: the same seed gives the same examples.
@@ -37,8 +37,17 @@ from ehrtext.text.deid import id_check_digit
 
 # The CCL2025 sections used as note text, in note order.
 CCL2025_SECTIONS = (
-    "主诉", "现病史", "既往史", "个人史", "婚姻史", "家族史", "入院情况", "入院诊断",
-    "诊疗经过", "出院情况", "出院医嘱",
+    "主诉",
+    "现病史",
+    "既往史",
+    "个人史",
+    "婚姻史",
+    "家族史",
+    "入院情况",
+    "入院诊断",
+    "诊疗经过",
+    "出院情况",
+    "出院医嘱",
 )
 
 # Surnames that are real but NOT in corpora/dict/surnames.txt: they measure the fallback of
@@ -46,15 +55,42 @@ CCL2025_SECTIONS = (
 RARE_SURNAMES = ("仉", "逄", "闾", "隗", "蹇", "笪", "郦", "訾", "鲜于", "乐正")
 
 SEX = ("男", "女")
-COMPLAINTS = ("胸闷、气短3天", "反复咳嗽咳痰10年，加重1周", "头晕伴恶心2小时", "发热3天",
-              "腰痛伴右下肢麻木1月", "上腹痛2天", "双下肢水肿半月", "心悸1周")
-PROCEDURES = ("冠脉造影术", "胃镜检查", "腰椎CT检查", "胸部X线检查", "阑尾切除术",
-              "腹部彩超检查", "头颅MRI检查", "PCI术")
+COMPLAINTS = (
+    "胸闷、气短3天",
+    "反复咳嗽咳痰10年，加重1周",
+    "头晕伴恶心2小时",
+    "发热3天",
+    "腰痛伴右下肢麻木1月",
+    "上腹痛2天",
+    "双下肢水肿半月",
+    "心悸1周",
+)
+PROCEDURES = (
+    "冠脉造影术",
+    "胃镜检查",
+    "腰椎CT检查",
+    "胸部X线检查",
+    "阑尾切除术",
+    "腹部彩超检查",
+    "头颅MRI检查",
+    "PCI术",
+)
 DIAGNOSES = ("冠心病", "2型糖尿病", "社区获得性肺炎", "脑梗死", "高血压病3级")
 RELATIONS = ("之子", "之女", "之妻", "之夫")
 JOBS = ("农民", "退休工人", "教师", "司机", "无业")
-MRN_CUES = ("住院号：", "住院号", "门诊号：", "病案号：", "病历号：", "ID号：", "ID：",
-            "登记号：", "病理号：", "CT号：", "影像号")
+MRN_CUES = (
+    "住院号：",
+    "住院号",
+    "门诊号：",
+    "病案号：",
+    "病历号：",
+    "ID号：",
+    "ID：",
+    "登记号：",
+    "病理号：",
+    "CT号：",
+    "影像号",
+)
 
 
 @dataclass
@@ -163,7 +199,8 @@ class PHIGenerator:
     def old_id(self) -> str:
         r = self.rng
         birth = dt.date(1930, 1, 1) + dt.timedelta(days=r.randint(0, 25000))
-        return f"{r.choice(['13', '37', '41'])}{r.randint(1000, 9999)}{birth:%y%m%d}{r.randint(0, 999):03d}"
+        area = f"{r.choice(['13', '37', '41'])}{r.randint(1000, 9999)}"
+        return f"{area}{birth:%y%m%d}{r.randint(0, 999):03d}"
 
     def mobile(self) -> str:
         r = self.rng
@@ -179,10 +216,14 @@ class PHIGenerator:
 
     def landline(self) -> str:
         r = self.rng
-        area = "0" + r.choice(["10", "20", "21", "22", "24", "27", "28", "29"]) if r.random() < 0.4 else (
-            "0" + str(r.randint(310, 999))
+        area = (
+            "0" + r.choice(["10", "20", "21", "22", "24", "27", "28", "29"])
+            if r.random() < 0.4
+            else ("0" + str(r.randint(310, 999)))
         )
-        local = str(r.randint(2, 8)) + "".join(str(r.randint(0, 9)) for _ in range(r.choice([6, 7])))
+        local = str(r.randint(2, 8)) + "".join(
+            str(r.randint(0, 9)) for _ in range(r.choice([6, 7]))
+        )
         style = r.random()
         if style < 0.75:
             return f"{area}-{local}"
@@ -232,10 +273,15 @@ class PHIGenerator:
             s = f"{m:02d}/{dd:02d}/{y}"
         if with_time and fmt in (0, 1, 2, 4, 5):
             hh, mi = r.randint(0, 23), r.randint(0, 59)
-            s += r.choice([f" {hh:02d}:{mi:02d}", f" {hh}:{mi:02d}", f"{hh}时{mi}分"]) if fmt in (
-                4,
-                5,
-            ) else f" {hh:02d}:{mi:02d}"
+            s += (
+                r.choice([f" {hh:02d}:{mi:02d}", f" {hh}:{mi:02d}", f"{hh}时{mi}分"])
+                if fmt
+                in (
+                    4,
+                    5,
+                )
+                else f" {hh:02d}:{mi:02d}"
+            )
         return s
 
     def age90(self) -> str:
@@ -264,15 +310,21 @@ class PHIGenerator:
         if style == 0:
             return f"{prov_part}{city}市{district}{self._road()}{r.randint(1, 300)}号"
         if style == 1:
-            return (f"{city}市{district}{r.choice(self.words)}镇{r.choice(self.words)}村"
-                    f"{r.randint(1, 12)}组")
+            return (
+                f"{city}市{district}{r.choice(self.words)}镇{r.choice(self.words)}村"
+                f"{r.randint(1, 12)}组"
+            )
         if style == 2:
-            return (f"{city}市{district}{r.choice(self.words)}小区{r.randint(1, 30)}栋"
-                    f"{r.randint(1, 6)}单元{r.randint(1, 30)}{r.randint(1, 4):02d}室")
+            return (
+                f"{city}市{district}{r.choice(self.words)}小区{r.randint(1, 30)}栋"
+                f"{r.randint(1, 6)}单元{r.randint(1, 30)}{r.randint(1, 4):02d}室"
+            )
         if style == 3:
             return f"{prov_part}{city}市{district}{r.choice(self.words)}乡{r.choice(self.words)}村"
         if style == 4:
-            return f"{self._road()}{r.randint(1, 500)}号{r.randint(1, 20)}号楼{r.randint(101, 2408)}室"
+            return (
+                f"{self._road()}{r.randint(1, 500)}号{r.randint(1, 20)}号楼{r.randint(101, 2408)}室"
+            )
         return f"{prov_part}{city}市"
 
     def hospital(self) -> str:
@@ -295,7 +347,9 @@ class PHIGenerator:
             return f"{city}医科大学附属第{r.choice('一二三')}医院"
         if style == 7:
             return f"{city}市中医院"
-        return f"{self.surname()}氏诊所" if r.random() < 0.5 else f"{city}{r.choice(self.words)}诊所"
+        return (
+            f"{self.surname()}氏诊所" if r.random() < 0.5 else f"{city}{r.choice(self.words)}诊所"
+        )
 
     def company(self) -> str:
         r = self.rng
@@ -314,7 +368,9 @@ class PHIGenerator:
             user += str(r.randint(1, 9999))
         if r.random() < 0.2:
             user = user[:3] + "." + user[3:]
-        return f"{user}@{r.choice(['163.com', 'qq.com', 'hospital.org.cn', 'sina.com', 'gmail.com'])}"
+        return (
+            f"{user}@{r.choice(['163.com', 'qq.com', 'hospital.org.cn', 'sina.com', 'gmail.com'])}"
+        )
 
     def url(self) -> str:
         r = self.rng
@@ -328,7 +384,8 @@ class PHIGenerator:
 
     def ip(self) -> str:
         r = self.rng
-        return f"{r.choice([10, 172, 192])}.{r.randint(0, 255)}.{r.randint(0, 255)}.{r.randint(1, 254)}"
+        first = r.choice([10, 172, 192])
+        return f"{first}.{r.randint(0, 255)}.{r.randint(0, 255)}.{r.randint(1, 254)}"
 
     # -- sentences -----------------------------------------------------------------------
     def _templates(self):
@@ -340,25 +397,72 @@ class PHIGenerator:
             return f"{r.randint(18, 85)}岁"
 
         return [
-            lambda: ["患者", (n(), "name"), f"，{sx()}，{age_any()}，因“{r.choice(COMPLAINTS)}”入院。"],
-            lambda: ["患者", (n(), "name"), f"，{sx()}，", (self.age90(), "age"), "，", ("住院号", None),
-                     "：", (self.mrn(), "mrn"), "。"],
-            lambda: [(n(), "name"), f"，{sx()}，{age_any()}，{r.choice(JOBS)}，", ("现住", None),
-                     (self.address(), "address"), "。"],
-            lambda: ["姓名：", (n(), "name"), f" 性别：{sx()} 年龄：", (str(r.randint(90, 103)), "age"),
-                     "岁。"],
-            lambda: ["姓名：", (r.choice(self.rare or ["仉"]) + r.choice(self.given)
-                               + r.choice(self.given), "name"), f"，性别：{sx()}。"],
-            lambda: ["请示", (n(), "name"), r.choice(["主任医师", "副主任医师", "主治医师"]),
-                     "后同意出院。"],
-            lambda: [(n(), "name"), r.choice(["主任医师", "副主任医师", "主任"]),
-                     "查房后指示：继续目前治疗。"],
+            lambda: [
+                "患者",
+                (n(), "name"),
+                f"，{sx()}，{age_any()}，因“{r.choice(COMPLAINTS)}”入院。",
+            ],
+            lambda: [
+                "患者",
+                (n(), "name"),
+                f"，{sx()}，",
+                (self.age90(), "age"),
+                "，",
+                ("住院号", None),
+                "：",
+                (self.mrn(), "mrn"),
+                "。",
+            ],
+            lambda: [
+                (n(), "name"),
+                f"，{sx()}，{age_any()}，{r.choice(JOBS)}，",
+                ("现住", None),
+                (self.address(), "address"),
+                "。",
+            ],
+            lambda: [
+                "姓名：",
+                (n(), "name"),
+                f" 性别：{sx()} 年龄：",
+                (str(r.randint(90, 103)), "age"),
+                "岁。",
+            ],
+            lambda: [
+                "姓名：",
+                (
+                    r.choice(self.rare or ["仉"]) + r.choice(self.given) + r.choice(self.given),
+                    "name",
+                ),
+                f"，性别：{sx()}。",
+            ],
+            lambda: [
+                "请示",
+                (n(), "name"),
+                r.choice(["主任医师", "副主任医师", "主治医师"]),
+                "后同意出院。",
+            ],
+            lambda: [
+                (n(), "name"),
+                r.choice(["主任医师", "副主任医师", "主任"]),
+                "查房后指示：继续目前治疗。",
+            ],
             lambda: ["由其子", (n(), "name"), "陪同入院，联系电话", (self.mobile(), "phone"), "。"],
-            lambda: ["患者之女", (n(), "name"), "代诉病史，家属电话", (self.mobile(), "phone"), "。"],
+            lambda: [
+                "患者之女",
+                (n(), "name"),
+                "代诉病史，家属电话",
+                (self.mobile(), "phone"),
+                "。",
+            ],
             lambda: ["医师签名：", (n(), "name"), "\n"],
             lambda: ["记录者：", (n(), "name"), "  ", (self.date(True), "date"), "。"],
             lambda: ["经", (n(), "name"), "医生会诊，建议", r.choice(PROCEDURES), "。"],
-            lambda: [(self.surname(), "name"), "主任查看患者后指示：完善", r.choice(PROCEDURES), "。"],
+            lambda: [
+                (self.surname(), "name"),
+                "主任查看患者后指示：完善",
+                r.choice(PROCEDURES),
+                "。",
+            ],
             lambda: ["联系人：", (n(), "name"), "，电话：", (self.mobile(), "phone"), "。"],
             lambda: ["护士", (n(), "name"), "执行医嘱。"],
             lambda: ["系", (n(), "name"), r.choice(RELATIONS), "，代诉病史。"],
@@ -366,19 +470,43 @@ class PHIGenerator:
             lambda: ["身份证号：", (self.resident_id(), "id_number"), "。"],
             lambda: ["（身份证号码", (self.resident_id(), "id_number"), "）"],
             lambda: ["证件号码：", (self.old_id(), "id_number"), "。"],
-            lambda: ["患者", (n(), "name"), "（", (self.resident_id(), "id_number"), "）于",
-                     (self.date(), "date"), "入院。"],
-            lambda: ["电话：", (self.landline(), "phone"), "，手机：", (self.mobile(), "phone"), "。"],
+            lambda: [
+                "患者",
+                (n(), "name"),
+                "（",
+                (self.resident_id(), "id_number"),
+                "）于",
+                (self.date(), "date"),
+                "入院。",
+            ],
+            lambda: [
+                "电话：",
+                (self.landline(), "phone"),
+                "，手机：",
+                (self.mobile(), "phone"),
+                "。",
+            ],
             lambda: ["家属电话", (self.mobile(), "phone"), "。"],
             lambda: ["科室电话", (self.landline(), "phone"), "。"],
-            lambda: [r.choice(MRN_CUES), (self.mrn(), "mrn"), "，床号：", (str(r.randint(1, 60)), "mrn"),
-                     "。"],
+            lambda: [
+                r.choice(MRN_CUES),
+                (self.mrn(), "mrn"),
+                "，床号：",
+                (str(r.randint(1, 60)), "mrn"),
+                "。",
+            ],
             lambda: [(f"{r.randint(1, 60)}床", "mrn"), "患者今日出院。"],
             lambda: ["（", r.choice(MRN_CUES), (self.mrn(), "mrn"), "）示：未见明显异常。"],
             lambda: ["于", (self.date(), "date"), "入院，", (self.date(), "date"), "出院。"],
             lambda: [(self.date(), "date"), "行", r.choice(PROCEDURES), "。"],
             lambda: ["入院日期：", (self.date(True), "date"), "。"],
-            lambda: ["出院时间：", (self.date(True), "date"), "，", (self.date(), "date"), "复查。"],
+            lambda: [
+                "出院时间：",
+                (self.date(True), "date"),
+                "，",
+                (self.date(), "date"),
+                "复查。",
+            ],
             lambda: ["患者", (self.age90(), "age"), "高龄，", r.choice(DIAGNOSES), "病史多年。"],
             lambda: ["老年女性，", (self.age90(), "age"), "，于", (self.date(), "date"), "入院。"],
             lambda: ["年龄：", (str(r.randint(90, 104)), "age"), "。"],
@@ -388,8 +516,14 @@ class PHIGenerator:
             lambda: ["户籍地：", (self.address(), "address"), "。"],
             lambda: [f"{sx()}，{age_any()}，", (self.address(), "address"), "人。"],
             lambda: ["曾于", (self.hospital(), "org"), "就诊，诊断为", r.choice(DIAGNOSES), "。"],
-            lambda: [(self.date(), "date"), "在", (self.hospital(), "org"), "行", r.choice(PROCEDURES),
-                     "。"],
+            lambda: [
+                (self.date(), "date"),
+                "在",
+                (self.hospital(), "org"),
+                "行",
+                r.choice(PROCEDURES),
+                "。",
+            ],
             lambda: ["腹部彩超（", (self.hospital(), "org"), "）示：肝胆胰脾未见异常。"],
             lambda: ["建议转入", (self.hospital(), "org"), "进一步治疗。"],
             lambda: [(self.hospital(), "org"), "诊断为", r.choice(DIAGNOSES), "。"],
@@ -420,9 +554,7 @@ class PHIGenerator:
 _SENT_END = re.compile(r"(?<=[。；\n])")
 
 
-def generate(
-    root: Path, n_notes: int = 800, per_note: int = 3, seed: int = 0
-) -> list[Example]:
+def generate(root: Path, n_notes: int = 800, per_note: int = 3, seed: int = 0) -> list[Example]:
     """Examples from the first notes of a seeded shuffle of the real notes: each gets
     ``per_note`` inserted sentences at sentence boundaries."""
     rng = random.Random(seed)
