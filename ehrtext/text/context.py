@@ -816,6 +816,8 @@ def _first_class(pattern: str) -> str | None:
             return cats.get(str(av))
         return None
 
+    zero = ""  # a sequence of zero-width items only
+
     def first(seq) -> str | None:
         for op, av in seq:
             if op in (ASSERT, ASSERT_NOT, AT):
@@ -824,19 +826,27 @@ def _first_class(pattern: str) -> str | None:
                 return re.escape(chr(av))
             if op is IN:
                 parts = [item(o, a) for o, a in av]
-                return None if any(p is None for p in parts) else "".join(parts)  # type: ignore[arg-type]
+                return None if None in parts else "".join(parts)  # type: ignore[arg-type]
+            if op is SUBPATTERN:
+                got = first(av[-1])
+                if got == zero:
+                    continue
+                return got
             if op is BRANCH:
                 parts = [first(b) for b in av[1]]
-                return None if any(p is None for p in parts) else "".join(parts)  # type: ignore[arg-type]
-            if op is SUBPATTERN:
-                return first(av[-1])
+                if all(p == zero for p in parts):
+                    continue
+                if any(p is None or p == zero for p in parts):
+                    return None
+                return "".join(parts)  # type: ignore[arg-type]
             if op in (MAX_REPEAT, MIN_REPEAT) and av[0] >= 1:
-                return first(av[2])
+                got = first(av[2])
+                return None if got == zero else got
             return None
-        return None
+        return zero
 
     try:
-        return first(sre_parse.parse(pattern))
+        return first(sre_parse.parse(pattern)) or None
     except Exception:  # pragma: no cover - a parser change: fall back to no prefix
         return None
 
