@@ -92,6 +92,11 @@ _BOUNDARY = re.compile(
     r"(?=[,:，：。;!?；！？\n①-⑳\d(一二三四五六七八九十])"
     rf"(?:(?P<c>[,:，：])|(?P<s>{_SENTENCE_END_RE}))"
 )
+# The same on the REVERSED text, so that the last boundary before a cue is one ``search``.
+_BOUNDARY_REV = re.compile(
+    r"(?=[,:，：。;!?；！？\n①-⑳.、)])(?:(?P<c>[,:，：])|(?P<s>[。;!?；！？\n①-⑳]"
+    r"|(?<![\d%])[.、)]\d{1,2}(?![\d.])|\)\d{1,2}\(|、[一二三四五六七八九十]{1,2}))"
+)
 
 
 def _alternation(words: Iterable[str]) -> str:
@@ -318,39 +323,45 @@ _NEG, _POS, _HIST, _FAM, _HYP = (_BIT[c] for c in CATEGORIES)
 class _Compiled:
     """Everything ``ConText`` precomputes from its rules.
 
-    Each rule becomes a tuple ``(kind, category, reach, stop_at_comma, by_tokens, label,
-    terminated categories, category bit)``; ``literal`` maps a normalized cue to the tuples of its rules
-    (empty for a pseudo cue, which still occupies its text).
+    A modifying rule becomes ``(kind, category, reach, stop_at_comma, by_tokens, label, bit)``.
+    Each literal cue (normalized) and each pattern maps to ``(rules, stop mask)``: the
+    modifying rules it fires (none for a pseudo cue, which still occupies its text) and the
+    bits of the categories whose scopes it ends (those it terminates, and its own: the next
+    cue of a category ends the scope of the previous one).
     """
 
     def __init__(self, rules: Sequence[ContextRule], normalizer: NormalizerConfig | None):
-        self.literal: dict[str, tuple[tuple, ...]] = {}
+        literal: dict[str, tuple[tuple, int]] = {}
         pattern_parts: list[str] = []
-        self.pattern_info: list[tuple[tuple, ...]] = []
-        self.categories = sorted({r.category for r in rules if r.category in CATEGORIES})
+        self.pattern_info: list[tuple[tuple, int]] = []
         for r in rules:
             kind = _KIND[r.direction]
-            by_tokens = r.scope_unit == "tokens"
-            info = (
-                kind,
-                r.category,
-                r.scope,
-                r.stop_at_comma,
-                by_tokens,
-                r.cue if r.cue is not None else r.pattern,
-                r.categories or tuple(CATEGORIES),
-                _BIT.get(r.category, 0),
-            )
-            infos = () if kind == _PSEUDO else (info,)
+            if kind == _TERMINATE:
+                infos: tuple = ()
+                mask = 0
+                for cat in r.categories or CATEGORIES:
+                    mask |= _BIT[cat]
+            elif kind == _PSEUDO:
+                infos, mask = (), 0
+            else:
+                bit = _BIT[r.category]  # type: ignore[index]
+                label = r.cue if r.cue is not None else r.pattern
+                infos = (
+                    (kind, r.category, r.scope, r.stop_at_comma, r.scope_unit == "tokens",
+                     label, bit),
+                )
+                mask = bit
             if r.cue is not None:
                 cue = normalize(r.cue, normalizer).text if normalizer else normalize(r.cue).text
                 if not cue:
                     raise InputError(f"context rule {r.label} is empty after normalization")
-                self.literal[cue] = self.literal.get(cue, ()) + infos
+                old_infos, old_mask = literal.get(cue, ((), 0))
+                literal[cue] = (old_infos + infos, old_mask | mask)
             else:
                 pattern_parts.append(f"(?P<r{len(self.pattern_info)}>{r.pattern})")
-                self.pattern_info.append(infos)
-        self.literal_re = re.compile(_alternation(self.literal)) if self.literal else None
+                self.pattern_info.append((infos, mask))
+        self.literal = literal
+        self.literal_re = re.compile(_alternation(literal)) if literal else None
         self.patterns = None
         if pattern_parts:
             body = "|".join(pattern_parts)
@@ -474,7 +485,8 @@ class ConText:
         comp = self._get_compiled()
         t = norm.text
 
-        # 1. matches, leftmost-longest over literal cues and patterns (normalized offsets)
+        # 1. matches, leftmost-longest over literal cues and patterns (normalized offsets):
+        #    (start, end, (modifying rules, stop mask))
         lit = comp.literal
         if comp.literal_re is not None:
             found = [(*m.span(), lit[m.group()]) for m in comp.literal_re.finditer(t)]
@@ -483,7 +495,7 @@ class ConText:
         if comp.patterns is not None:
             pinfo = comp.pattern_info
             extra = [
-                (m.start(), m.end(), pinfo[int(m.lastgroup[1:])])  # type: ignore[index]
+                (*m.span(), pinfo[int(m.lastgroup[1:])])  # type: ignore[index]
                 for m in comp.patterns.finditer(t)
             ]
             if extra:
@@ -496,92 +508,90 @@ class ConText:
                         kept.append(item)
                         last_end = item[1]
                 found = kept
-        if not found:
+        cue_at = [i for i, f in enumerate(found) if f[2][0]]
+        if not cue_at:
             return []
-
-        # 2. cues, and where scopes stop: terminators and cues of the same category
-        cues: list[tuple[int, int, tuple]] = []
-        stops_f: dict[str, list[int]] = {}
-        stops_b: dict[str, list[int]] = {}
-        for cs, ce, infos in found:
-            for info in infos:
-                if info[0] == _TERMINATE:
-                    for cat in info[6]:
-                        stops_f.setdefault(cat, []).append(cs)
-                        stops_b.setdefault(cat, []).append(ce)
-                else:
-                    cues.append((cs, ce, info))
-                    stops_f.setdefault(info[1], []).append(cs)
-                    stops_b.setdefault(info[1], []).append(ce)
-        if not cues:
-            return []
-        for lst in stops_b.values():
-            lst.sort()  # (stops_f is sorted: matches come in order of their start)
-
+        nf = len(found)
+        f_starts = [f[0] for f in found]
+        f_ends = [f[1] for f in found]
+        f_masks = [f[2][1] for f in found]
         om = norm.offsets
-        c_starts = [c[0] for c in cues]
-        c_ends = [c[1] for c in cues]
+        o_starts, o_ends = f_starts, f_ends
         if not om.is_identity:
-            c_starts = om.starts_to_original(c_starts)
-            c_ends = om.ends_to_original(c_ends)
+            o_starts = om.starts_to_original(f_starts)
+            o_ends = om.ends_to_original(f_ends)
 
-        # 3. scopes, in normalized offsets: sentence and clause ends are searched in the window
-        #    of each scope only (far cheaper than listing every comma of the note)
-        by_tokens_any = False
-        scopes: list[tuple[int, int] | None] = []
-        empty: list[int] = []
+        # 2. scopes in normalized offsets. A scope stops at the next match that ends its
+        #    category (a few matches away at most); sentence and clause ends are searched in
+        #    the scope's window only (far cheaper than listing every comma of the note).
         n = len(t)
         search = _BOUNDARY.search
-        finditer = _BOUNDARY.finditer
+        rsearch = _BOUNDARY_REV.search
+        rt: str | None = None  # the reversed text, made at the first backward scope
         if near is not None:
             sp_starts, longest = near
             n_sp = len(sp_starts)
-        for k, (cs, ce, (kind, cat, reach, stop_comma, by_tokens, _, _, _)) in enumerate(cues):
-            chars = reach
-            if by_tokens:
-                by_tokens_any = True
-                chars = n if tokens is not None else reach * CHARS_PER_TOKEN
-            if near is not None:  # in original offsets, with room for what normalize moved
-                j = bisect_left(sp_starts, c_starts[k] - chars - longest - 8)
-                if j == n_sp or sp_starts[j] > c_ends[k] + chars + 8:
-                    scopes.append(None)  # no concept within reach
-                    continue
-            scope_start, scope_end = cs, ce
-            if kind != _BACKWARD:
-                hi = ce + chars if ce + chars < n else n
-                st = stops_f.get(cat, empty)
-                j = bisect_left(st, ce)
-                if j < len(st) and st[j] < hi:
-                    hi = st[j]
-                pos = ce
-                while pos < hi:
-                    m = search(t, pos, hi)
-                    if m is None:
-                        break
-                    if stop_comma or m.lastgroup == "s":
-                        hi = m.start()
-                        break
-                    pos = m.end()
-                scope_end = hi
-            if kind != _FORWARD:
-                lo = cs - chars if cs > chars else 0
-                st = stops_b.get(cat, empty)
-                j = bisect_right(st, cs) - 1
-                if j >= 0 and st[j] > lo:
-                    lo = st[j]
-                if lo < cs:
-                    last = -1
-                    for m in finditer(t, lo, cs):
+        by_tokens_any = False
+        raw: list[tuple] = []  # (match index, rule, scope start, scope end), normalized
+        for i in cue_at:
+            cs, ce = f_starts[i], f_ends[i]
+            for rule in found[i][2][0]:
+                kind, _, reach, stop_comma, by_tokens, _, bit = rule
+                chars = reach
+                if by_tokens:
+                    by_tokens_any = True
+                    chars = n if tokens is not None else reach * CHARS_PER_TOKEN
+                if near is not None:  # in original offsets, with room for normalization
+                    j = bisect_left(sp_starts, o_starts[i] - chars - longest - 8)
+                    if j == n_sp or sp_starts[j] > o_ends[i] + chars + 8:
+                        continue  # no concept within reach
+                scope_start, scope_end = cs, ce
+                if kind != _BACKWARD:
+                    hi = ce + chars if ce + chars < n else n
+                    j = i + 1
+                    while j < nf and f_starts[j] < hi:
+                        if f_masks[j] & bit:
+                            hi = f_starts[j]
+                            break
+                        j += 1
+                    pos = ce
+                    while pos < hi:
+                        m = search(t, pos, hi)
+                        if m is None:
+                            break
                         if stop_comma or m.lastgroup == "s":
-                            last = m.end()
-                    if last > lo:
-                        lo = last
-                scope_start = lo if lo < cs else cs
-            scopes.append((scope_start, scope_end))
+                            hi = m.start()
+                            break
+                        pos = m.end()
+                    scope_end = hi
+                if kind != _FORWARD:
+                    lo = cs - chars if cs > chars else 0
+                    j = i - 1
+                    while j >= 0 and f_ends[j] > lo:
+                        if f_masks[j] & bit:
+                            lo = f_ends[j]
+                            break
+                        j -= 1
+                    if lo < cs:
+                        if rt is None:
+                            rt = t[::-1]
+                        pos, rhi = n - cs, n - lo
+                        while pos < rhi:
+                            m = rsearch(rt, pos, rhi)
+                            if m is None:
+                                break
+                            if stop_comma or m.lastgroup == "s":
+                                lo = n - m.start()
+                                break
+                            pos = m.end()
+                    scope_start = lo if lo < cs else cs
+                raw.append((i, rule, scope_start, scope_end))
+        if not raw:
+            return []
 
-        # 4. to original offsets; section headers and token limits are original offsets
-        s_starts = [sc[0] if sc else 0 for sc in scopes]
-        s_ends = [sc[1] if sc else 0 for sc in scopes]
+        # 3. to original offsets; section headers and token limits are original offsets
+        s_starts = [r[2] for r in raw]
+        s_ends = [r[3] for r in raw]
         if not om.is_identity:
             s_starts = om.starts_to_original(s_starts)
             s_ends = om.ends_to_original(s_ends)
@@ -592,18 +602,16 @@ class ConText:
                 if sec.header_end > sec.header_start:
                     hs.append(sec.header_start)
                     he.append(sec.header_end)
-            if hs and any(hs[i] > hs[i + 1] for i in range(len(hs) - 1)):
+            if hs and any(hs[k] > hs[k + 1] for k in range(len(hs) - 1)):
                 order = sorted(range(len(hs)), key=hs.__getitem__)
-                hs = [hs[i] for i in order]
-                he = [he[i] for i in order]
+                hs = [hs[k] for k in order]
+                he = [he[k] for k in order]
         tok_starts = tok_ends = None
         if by_tokens_any and tokens is not None:
             tok_starts, tok_ends = _token_bounds(tokens)
-        out: list[Cue] = []
-        for k, (_, _, (kind, cat, reach, _, by_tokens, label, _, bit)) in enumerate(cues):
-            if scopes[k] is None:
-                continue
-            cs, ce, ss, se = c_starts[k], c_ends[k], s_starts[k], s_ends[k]
+        out: list[tuple] = []
+        for k, (i, (kind, cat, reach, _, by_tokens, label, bit), _, _) in enumerate(raw):
+            cs, ce, ss, se = o_starts[i], o_ends[i], s_starts[k], s_ends[k]
             if hs:
                 j = bisect_right(hs, cs) - 1
                 if j >= 0 and ce <= he[j]:
@@ -697,15 +705,24 @@ class ConText:
         order = sorted(range(len(checked)), key=checked.__getitem__)
         results: list[Assertion | None] = [None] * len(checked)
         active: list[tuple] = []
+        min_end = 1 << 62  # the earliest end among the active regions
+        sec_j, n_sec = -1, len(sec_info)  # the section holding the span (sections by start)
         nxt = 0
         for idx in order:
             s, e = checked[idx]
             stop = e if e > s else s + 1
             while nxt < n_regions and regions[nxt][0] < stop:
-                active.append(regions[nxt])
+                r = regions[nxt]
+                active.append(r)
+                if r[1] < min_end:
+                    min_end = r[1]
                 nxt += 1
-            if active:
+            if min_end <= s:
                 active = [r for r in active if r[1] > s]
+                min_end = min([r[1] for r in active], default=1 << 62)
+            if not active and not sec_info:
+                results[idx] = _new(Assertion, (s, e, False, False, False, False, False, ()))
+                continue
             mask = 0
             hit: list[int] | None = None
             for r_start, _, cs, ce, kind, bit, k in active:
@@ -720,12 +737,13 @@ class ConText:
                     hit.append(k)
             extra: list[Cue] = []
             if sec_info:
-                j = bisect_right(sec_starts, s) - 1
-                if j >= 0 and s < sec_info[j][0] and sec_info[j][1] & ~mask:
-                    for c in sec_info[j][2]:
+                while sec_j + 1 < n_sec and sec_starts[sec_j + 1] <= s:  # spans come sorted
+                    sec_j += 1
+                if sec_j >= 0 and s < sec_info[sec_j][0] and sec_info[sec_j][1] & ~mask:
+                    for c in sec_info[sec_j][2]:
                         if _BIT[c.category] & ~mask:
                             extra.append(c)
-                    mask |= sec_info[j][1]
+                    mask |= sec_info[sec_j][1]
             if not mask:
                 results[idx] = _new(Assertion, (s, e, False, False, False, False, False, ()))
                 continue

@@ -143,8 +143,9 @@ GRADE = "型度级期类"
 CJK_OTHER = "\u3400-\u4dbf\u9fd6-\u9fff\uf900-\ufaff\U00020000-\U0003ffff"
 # Separators of the Han view and placeholders; normalize() removes control characters, so
 # none of them can occur in normalized text.
-_SEP, _TOKSEP, _MIXED_HEAD, _MIXED_TAIL, _WS = "\x00", "\x01", "\x02", "\x03", "\x04"
+_SEP, _TOKSEP, _WS = "\x00", "\x01", "\x04"
 _DOCSEP = "\x05"
+_LIST_NUMBER = re.compile(r"[0-9]{1,2}\.")
 
 
 def _first_char_tries(words: Iterable[str], first_class: str) -> str | None:
@@ -218,10 +219,9 @@ def _compile_patterns(patterns_file: str | None) -> re.Pattern:
         r"(?<=[+#&._%\-])",  # characters jieba would glue to a Han run
         rf"(?<=[{ROMAN}])[{ROMAN}]*[{GRADE}]?",  # Ⅱ度
         r"(?<=\s)\s*",  # whitespace: never given to the segmenter
-        rf"(?<={_MIXED_HEAD}){_MIXED_TAIL}*",  # placeholder of a literal dictionary term
         f"(?<=[{CJK_OTHER}])",  # CJK outside jieba's Han range: one token each
     ]
-    first = rf"[0-9A-Za-z(+#&._%\-{ROMAN}\s{_MIXED_HEAD}{CJK_OTHER}]"
+    first = rf"[0-9A-Za-z(+#&._%\-{ROMAN}\s{CJK_OTHER}]"
     return re.compile(f"({first}(?:" + "|".join(branches) + "))")
 
 
@@ -458,7 +458,11 @@ class Tokenizer:
                 self._automaton = ahocorasick_rs.AhoCorasick(
                     words, matchkind=ahocorasick_rs.MatchKind.LeftmostLongest
                 )
-                self._mixed_anchors = frozenset(anchors)
+                # a term right after a list number ("5.2型糖尿病") hides behind the piece "5.2型"
+                numbered = {
+                    f"{i}.{a}" for a in anchors if a[:1].isdigit() for i in range(100)
+                }
+                self._mixed_anchors = frozenset(anchors | numbered)
                 if guard_chars:
                     self._mixed_guard = re.compile(
                         "[" + "".join(re.escape(c) for c in sorted(guard_chars)) + "]"
@@ -485,20 +489,16 @@ class Tokenizer:
         parts = self._pattern.split(s)
         if len(parts) == 1:
             return _TOKSEP.join(cut(s))
-        mixed_texts = None
         if self._automaton is not None and (
             not self._mixed_anchors.isdisjoint(parts[1::2])
             or (self._mixed_guard is not None and self._mixed_guard.search(s) is not None)
         ):
-            # a literal dictionary term may be here: mark the terms, then split again
-            s_marked, mixed_texts = self._mark_mixed(s, parts)
-            if mixed_texts:
-                parts = self._pattern.split(s_marked)
+            # a literal dictionary term may be here
+            spliced = self._splice_literals(s, parts)
+            if spliced is not None:
+                parts = spliced
         prots = parts[1::2]
         pieces = _TOKSEP.join(cut(_SEP.join(parts[0::2]))).split(_SEP)
-        if mixed_texts:
-            it = iter(mixed_texts)
-            prots = [next(it) if p[0] == _MIXED_HEAD else p for p in prots]
         has_ws = (" " in s) or ("\n" in s)
         if has_ws and not self._simple_ws:
             prots = [_WS * len(p) if p.isspace() else p for p in prots]
@@ -554,37 +554,62 @@ class Tokenizer:
         self._build_segmenter()
         return self._cut
 
-    def _mark_mixed(self, s: str, parts: list[str]) -> tuple[str, list[str] | None]:
-        """Replace literal (non-Han) dictionary terms by placeholders the pattern keeps whole.
+    def _splice_literals(self, s: str, parts: list[str]) -> list[str] | None:
+        """Put literal (non-Han) dictionary terms into the pattern's split of ``s`` as protected
+        pieces; ``None`` when there is none.
 
         A term is taken only where it does not cut through a protected token (``副流感病毒3``
-        is not cut out of ``…病毒3型``, whose ``3型`` is a protected token) nor through a run
-        of Latin letters and digits. ``parts`` is the pattern's split of ``s``.
+        is not cut out of ``…病毒3型``, whose ``3型`` is one token) — except right after a list
+        number (``5.2型糖尿病`` is item 5, then 2型糖尿病) — nor through a run of Latin letters
+        and digits. The split list is patched in place of the matches, not recomputed.
         """
         bounds = list(accumulate(map(len, parts)))
-        pieces = []
-        texts = []
-        last = 0
         n = len(s)
+        out: list[str] = []
+        i = off = 0  # the next material starts at parts[i][off:] (i is even: a Han chunk)
+        taken = False
         for _, start, end in self._automaton.find_matches_as_indexes(s):
-            k = bisect_right(bounds, start)  # the part that holds s[start]
-            if k % 2 == 1 and start > bounds[k - 1]:
-                continue
-            k = bisect_left(bounds, end)  # the part that holds s[end - 1]
-            if k % 2 == 1 and end < bounds[k]:
+            k1 = bisect_right(bounds, start)  # the part that holds s[start]
+            p1 = bounds[k1 - 1] if k1 else 0
+            list_number = None
+            if k1 % 2 == 1 and start > p1:
+                list_number = s[p1:start]
+                if not _LIST_NUMBER.fullmatch(list_number):
+                    continue
+            k2 = bisect_left(bounds, end)  # the part that holds s[end - 1]
+            if k2 % 2 == 1 and end < bounds[k2]:
                 continue
             if start > 0 and _is_alnum(s[start]) and _is_alnum(s[start - 1]):
                 continue
             if end < n and _is_alnum(s[end - 1]) and _is_alnum(s[end]):
                 continue
-            pieces.append(s[last:start])
-            pieces.append(_MIXED_HEAD + _MIXED_TAIL * (end - start - 1))
-            texts.append(s[start:end])
-            last = end
-        if not texts:
-            return s, None
-        pieces.append(s[last:])
-        return "".join(pieces), texts
+            if k1 < i or (k1 == i and start - p1 < off):
+                continue  # overlaps what an earlier term took
+            taken = True
+            if k1 % 2 == 0:
+                if k1 == i:
+                    out.append(parts[i][off : start - p1])
+                else:
+                    out.append(parts[i][off:])
+                    out.extend(parts[i + 1 : k1])
+                    out.append(parts[k1][: start - p1])
+            else:
+                out.append(parts[i][off:])
+                out.extend(parts[i + 1 : k1])  # ends with the chunk before the term
+                if list_number is not None:
+                    pieces = self._pattern.split(list_number)
+                    out[-1] += pieces[0]
+                    out.extend(pieces[1:])
+            out.append(s[start:end])
+            if k2 % 2 == 0:
+                i, off = k2, end - (bounds[k2 - 1] if k2 else 0)
+            else:
+                i, off = k2 + 1, 0
+        if not taken:
+            return None
+        out.append(parts[i][off:])
+        out.extend(parts[i + 1 :])
+        return out
 
     def normalize(self, text: str) -> Normalized:
         """Normalize with this tokenizer's settings (offset map included)."""

@@ -196,6 +196,7 @@ def test_lines_are_word2vec_ready(tok):
 CLINICAL_ALPHABET = st.sampled_from(
     list("患者发热咳嗽无否认糖尿病史心律齐双肺呼吸音粗") + list("0123456789.,/%-+()")
     + ["mmHg", "mg", "ml", "qd", "bid", " ", "\n", "\u3000", "，", "：", "ＢＰ", "\u200b", "Ⅱ", "㐀", "𠀀"]
+    + ["2型糖尿病", "B超", "X线", "5.", "维生素B12", "α", "D-二聚体"]
 )
 
 
