@@ -667,6 +667,11 @@ def demo(
             raise typer.Exit(1)
 
 
+from ehrtext.embeddings.cli import app as _embed_app  # noqa: E402 - gensim is imported lazily
+
+app.add_typer(_embed_app, name="embed")
+
+
 def main() -> None:
     """Console-script entry point (``ehrtext``)."""
     app(prog_name="ehrtext")

@@ -29,18 +29,22 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT / "tests" / "text"))
+sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
-
-from context_gold import FLAGS, resolve, score  # noqa: E402
 
 from ehrtext.text.context import ConText  # noqa: E402
 from ehrtext.text.normalize import normalize  # noqa: E402
 from ehrtext.text.sections import default_sectionizer  # noqa: E402
+from tests.text.context_gold import FLAGS, resolve, score  # noqa: E402
 
 DEFAULT_SHARED = REPO_ROOT.parent / "shared" / "data"
-TARGETS = {"negated": 0.95, "uncertain": 0.85, "historical": 0.85, "family": 0.85,
-           "hypothetical": 0.85}
+TARGETS = {
+    "negated": 0.95,
+    "uncertain": 0.85,
+    "historical": 0.85,
+    "family": 0.85,
+    "hypothetical": 0.85,
+}
 
 
 def print_table(result: dict) -> None:
@@ -69,18 +73,21 @@ def show_errors(sentences, result: dict) -> None:
         print(f"{err['id']}  missed={err['missed']} spurious={err['spurious']}\n    {marked}")
 
 
-def _load_bench_docs(shared: Path) -> list[tuple[str, list[tuple[int, int]]]]:
+def _load_bench_docs(
+    shared: Path, problems_only: bool = False
+) -> list[tuple[str, list[tuple[int, int]]]]:
     """Real EMR notes with concept spans.
 
-    CCKS2017/2019 texts come with their gold entity spans (all types: diseases, symptoms, tests,
-    drugs, body parts …). CCL2025 records have none, so a stand-in concept matcher -- the CCKS
-    disease and symptom strings (2+ chars) as a dictionary, longest match -- gives them spans.
+    CCKS2017/2019 texts come with gold entity spans (diseases, symptoms, tests, drugs, body
+    parts …; with ``problems_only`` just diseases and symptoms, what assertions are about).
+    CCL2025 records have none, so a stand-in concept matcher -- the CCKS disease and symptom
+    strings (2+ chars) as a dictionary, longest match -- gives them spans.
     """
     from shared_corpus import ccl2025_notes
 
-    docs: list[tuple[str, list[tuple[int, int]]]] = []
-    terms: set[str] = set()  # diseases, symptoms and signs: what assertions are about
     problems = {"症状和体征", "疾病和诊断"}
+    docs: list[tuple[str, list[tuple[int, int]]]] = []
+    terms: set[str] = set()
     folder = shared / "corpus" / "ccks2017_emr" / "data_origin"
     for path in sorted(folder.rglob("*.txtoriginal.txt")):
         text = path.read_text(encoding="utf-8")
@@ -89,11 +96,13 @@ def _load_bench_docs(shared: Path) -> list[tuple[str, list[tuple[int, int]]]]:
         if ann.is_file():
             for line in ann.read_text(encoding="utf-8").splitlines():
                 cols = line.split("\t")
-                if len(cols) >= 3 and cols[1].isdigit() and cols[2].isdigit():
+                if len(cols) >= 4 and cols[1].isdigit() and cols[2].isdigit():
                     s, e = int(cols[1]), int(cols[2]) + 1  # inclusive end in the files
-                    spans.append((s, e))
-                    if len(cols) >= 4 and cols[3] in problems:
+                    if cols[3] in problems:
                         terms.add(text[s:e])
+                    elif problems_only:
+                        continue
+                    spans.append((s, e))
         docs.append((text, spans))
     k19 = shared / "corpus" / "ccks2019_yidu_emr" / "subtask1_training_afterrevise.txt"
     with open(k19, encoding="utf-8") as fh:
@@ -101,13 +110,14 @@ def _load_bench_docs(shared: Path) -> list[tuple[str, list[tuple[int, int]]]]:
             if line.strip():
                 rec = json.loads(line)
                 text = rec["originalText"]
-                ents = rec.get("entities", [])
-                spans = [(e["start_pos"], e["end_pos"]) for e in ents]
-                terms.update(
-                    text[e["start_pos"] : e["end_pos"]]
-                    for e in ents
-                    if e.get("label_type") in problems
-                )
+                spans = []
+                for ent in rec.get("entities", []):
+                    s, e = ent["start_pos"], ent["end_pos"]
+                    if ent.get("label_type") in problems:
+                        terms.add(text[s:e])
+                    elif problems_only:
+                        continue
+                    spans.append((s, e))
                 docs.append((text, spans))
     words = sorted((w for w in terms if len(w) >= 2 and w.strip() == w), key=len, reverse=True)
     matcher = re.compile("|".join(re.escape(w) for w in words))
@@ -122,6 +132,7 @@ def bench(shared: Path, repeat: int = 3, tokenize: bool = True) -> dict:
     from ehrtext.text import Tokenizer
 
     docs = _load_bench_docs(shared)
+    problem_docs = _load_bench_docs(shared, problems_only=True)
     size = sum(len(t.encode("utf-8")) for t, _ in docs) / 1e6
     sz = default_sectionizer()
     ctx = ConText()
@@ -147,6 +158,11 @@ def bench(shared: Path, repeat: int = 3, tokenize: bool = True) -> dict:
             norm = normalize(text)  # once: both components take the Normalized
             ctx.apply(norm, spans, sections=sz(norm))
 
+    def sections_context_problems():
+        for text, spans in problem_docs:
+            norm = normalize(text)
+            ctx.apply(norm, spans, sections=sz(norm))
+
     def with_tokens():
         for text, spans in docs:
             toks = tok.tokenize(text)
@@ -159,8 +175,11 @@ def bench(shared: Path, repeat: int = 3, tokenize: bool = True) -> dict:
         "concept_spans": sum(len(s) for _, s in docs),
         "sections_mb_s": run(sections_only),
         "sections_context_mb_s": run(sections_context),
+        "problem_spans": sum(len(s) for _, s in problem_docs),
+        "sections_context_problem_spans_mb_s": run(sections_context_problems),
     }
     if tokenize:
+        out["tokenize_only_mb_s"] = run(lambda: [tok.tokenize(text) for text, _ in docs])
         out["tokenize_sections_context_mb_s"] = run(with_tokens)
     return out
 

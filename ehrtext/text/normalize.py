@@ -354,7 +354,10 @@ class Normalized(NamedTuple):
         return self.offsets.to_original(start, end)
 
     def __repr__(self) -> str:
-        return f"Normalized(len={len(self.text)}, original_len={len(self.original)}, offsets={self.offsets!r})"
+        return (
+            f"Normalized(len={len(self.text)}, original_len={len(self.original)}, "
+            f"offsets={self.offsets!r})"
+        )
 
 
 # --------------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ __all__ = [
     "Section",
     "SectionRule",
     "Sectionizer",
+    "default_sectionizer",
     "sections_from_fields",
     "split_sections",
 ]
@@ -132,9 +133,7 @@ class SectionRule:
                 raise InputError(f"section rule {self.name!r}: {key!r} must be a list of strings")
             words = tuple(value)
             if not all(isinstance(w, str) and w.strip() for w in words):
-                raise InputError(
-                    f"section rule {self.name!r}: {key!r} must hold non-empty strings"
-                )
+                raise InputError(f"section rule {self.name!r}: {key!r} must hold non-empty strings")
             object.__setattr__(self, key, words)
         if not self.variants and not self.colon_variants:
             raise InputError(f"section rule {self.name!r} has no header words")
@@ -148,6 +147,9 @@ class SectionRule:
         return self.to_dict() == other.to_dict()
 
     __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self):  # picklable (the read-only attributes view is not)
+        return (SectionRule.from_dict, (self.to_dict(),))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (the format of ``corpora/rules/sections.json``)."""
@@ -200,6 +202,9 @@ class Section:
     header_start: int
     header_end: int
     attributes: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __reduce__(self):  # picklable (the read-only attributes view is not)
+        return (Section.from_dict, (self.to_dict(),))
 
     @property
     def body(self) -> tuple[int, int]:
@@ -378,6 +383,8 @@ class Sectionizer:
                 j = k + 1
                 while j < n and t[j] in _SPACES:
                     j += 1
+            else:
+                j = k  # the spaces after a header belong to it
             # before the word: opening bracket, enumerator, spaces
             i = s
             opened = i > 0 and t[i - 1] in _OPEN
@@ -405,6 +412,8 @@ class Sectionizer:
                 continue
             if not bracketed and not colon and close:
                 j = e  # a stray closing bracket is not part of the header
+                while j < n and t[j] in _SPACES:
+                    j += 1
             out.append((i, j, rule))
         return out
 
@@ -465,7 +474,8 @@ def default_sectionizer() -> Sectionizer:
 
 
 def split_sections(
-    text: str | Normalized, rules: Sectionizer | Iterable[SectionRule | Mapping[str, Any]] | None = None
+    text: str | Normalized,
+    rules: Sectionizer | Iterable[SectionRule | Mapping[str, Any]] | None = None,
 ) -> list[Section]:
     """Cut ``text`` into sections (offsets into ``text`` as given).
 
@@ -504,7 +514,8 @@ def sections_from_fields(
     first of them keeps the field's section (its body may be empty).
 
     Example:
-        >>> text, secs = sections_from_fields({"病案标识": "X1", "主诉": "胸痛2小时", "家族史": "父亲有高血压"})
+        >>> record = {"病案标识": "X1", "主诉": "胸痛2小时", "家族史": "父亲有高血压"}
+        >>> text, secs = sections_from_fields(record)
         >>> text
         '主诉：胸痛2小时\\n家族史：父亲有高血压'
         >>> [(s.name, s.header_end, s.end, dict(s.attributes).get("family")) for s in secs]

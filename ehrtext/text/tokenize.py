@@ -54,7 +54,7 @@ SENTENCE_ENDS = frozenset("。!?;！？；")
 
 
 class Token(NamedTuple):
-    """One token. ``text`` is ``note[start:end]`` (the note as given); ``norm`` its normalized form."""
+    """One token. ``text`` is ``note[start:end]`` (the note as given); ``norm`` is normalized."""
 
     text: str
     start: int
@@ -236,7 +236,7 @@ def _read_dict_lines(path: Path) -> Iterator[tuple[str, int | None, str | None]]
     except OSError as exc:
         raise ResourceError(f"cannot open dictionary {path}: {exc.strerror}") from None
     with fh:
-        for lineno, line in enumerate(fh, 1):
+        for line in fh:
             line = line.strip()
             if not line or line.startswith("#"):
                 continue

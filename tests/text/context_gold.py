@@ -181,7 +181,12 @@ def resolve(shared_root: str | Path, path: str | Path = GOLD) -> list[GoldSenten
             raise GoldError(f"{sentence_id(row)}: SHA-1 mismatch (the shared data changed)")
         out.append(
             GoldSentence(
-                sentence_id(row), split_of(row), text, doc, sections, start,
+                sentence_id(row),
+                split_of(row),
+                text,
+                doc,
+                sections,
+                start,
                 tuple(row["mentions"]),
             )
         )
@@ -204,7 +209,7 @@ def score(
     for sent in sentences:
         spans = [(sent.offset + m["start"], sent.offset + m["end"]) for m in sent.mentions]
         results = ctx.apply(sent.doc, spans, sections=list(sent.sections))
-        for m, a in zip(sent.mentions, results):
+        for m, a in zip(sent.mentions, results, strict=True):
             gold = {f: m[f] for f in FLAGS}
             gold["affirmed"] = not any(gold.values())
             pred = a.flags()
@@ -239,8 +244,13 @@ def score(
             r = tp / (tp + fn) if tp + fn else 0.0
             f1 = 2 * p * r / (p + r) if p + r else 0.0
             out[split][f] = {
-                "tp": tp, "fp": fp, "fn": fn, "support": tp + fn,
-                "precision": round(p, 4), "recall": round(r, 4), "f1": round(f1, 4),
+                "tp": tp,
+                "fp": fp,
+                "fn": fn,
+                "support": tp + fn,
+                "precision": round(p, 4),
+                "recall": round(r, 4),
+                "f1": round(f1, 4),
             }
     out["errors"] = errors
     return out
