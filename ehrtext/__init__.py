@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from ehrtext._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ehrtext.spacy.pipeline import load_pipeline
     from ehrtext.text import Normalized, NormalizerConfig, Token, Tokenizer, Tokens, normalize
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "Tokenizer",
     "Tokens",
     "__version__",
+    "load_pipeline",
     "normalize",
 ]
 
@@ -38,6 +40,7 @@ _LAZY = {
     "Tokenizer": "ehrtext.text",
     "Tokens": "ehrtext.text",
     "normalize": "ehrtext.text",
+    "load_pipeline": "ehrtext.spacy.pipeline",  # imports spaCy (the "spacy" extra)
 }
 
 

@@ -671,6 +671,19 @@ from ehrtext.embeddings.cli import app as _embed_app  # noqa: E402 - gensim is i
 
 app.add_typer(_embed_app, name="embed")
 
+from ehrtext.score_cli import score_command as _score_command  # noqa: E402
+
+app.command("score")(_score_command)
+
+from ehrtext.train_cli import register as _register_train  # noqa: E402 - torch imported lazily
+
+_register_train(app)  # ehrtext train, ehrtext evaluate
+
+from ehrtext.imaging.cli import explain_image_command, image_app  # noqa: E402 - MONAI lazily
+
+app.add_typer(image_app, name="image")
+app.command("explain-image")(explain_image_command)
+
 
 def main() -> None:
     """Console-script entry point (``ehrtext``)."""

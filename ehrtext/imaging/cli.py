@@ -1,0 +1,209 @@
+"""Command line of the image module: ``ehrtext explain-image`` and ``ehrtext image …``.
+
+Usage::
+
+    ehrtext image train xrays.csv --image-field path --label-field finding \\
+        --patient-field patient_id --network compact --size 64 --epochs 20 -o model/
+    ehrtext image score xrays.csv --model model/ -o scores.csv     # bad images -> errors file
+    ehrtext explain-image --model model/ xray.dcm -o xray_cam.png  # Grad-CAM overlay (PNG)
+
+An unreadable image is an entry of the errors file (``{"row", "id", "code", "reason"}``, the
+reason naming the file), never a crashed run; a missing model or manifest stops the command
+with a one-line message (exit code 2 for bad input, 1 for a damaged model).
+
+Example:
+    >>> from typer.testing import CliRunner
+    >>> CliRunner().invoke(image_app, ["--help"]).exit_code
+    0
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["image_app", "explain_image_command"]
+
+image_app = typer.Typer(
+    name="image",
+    help="Image models (DICOM, PNG/JPEG, NumPy): train from a manifest, score files.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _parse_window(window: str | None):
+    if window is None:
+        return None
+    if "," in window:
+        try:
+            center, width = (float(v) for v in window.split(","))
+        except ValueError:
+            from ehrtext.errors import InputError
+
+            raise InputError(f"--window {window!r}: use a preset name or CENTER,WIDTH") from None
+        return (center, width)
+    return window
+
+
+WindowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--window",
+        help="DICOM window: lung, mediastinum, bone, brain, file (the file's own), or "
+        "CENTER,WIDTH. Default: none (the rescaled values, scaled over their range).",
+        metavar="WINDOW",
+    ),
+]
+
+
+@image_app.command("train")
+def train_command(
+    manifest: Annotated[Path, typer.Argument(help="CSV / TSV / JSONL / Parquet manifest.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Model directory.")],
+    image_field: Annotated[str, typer.Option("--image-field", help="Image path column.")] = "image",
+    label_field: Annotated[str, typer.Option("--label-field", help="Label column.")] = "label",
+    id_field: Annotated[str | None, typer.Option("--id-field", help="Row id column.")] = None,
+    patient_field: Annotated[
+        str | None, typer.Option("--patient-field", help="Patient id: splits keep patients whole.")
+    ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option("--task", help="binary, multiclass or multilabel (default: guessed)."),
+    ] = None,
+    label_sep: Annotated[
+        str | None, typer.Option("--label-sep", help="Separator of multilabel strings.")
+    ] = None,
+    network: Annotated[
+        str, typer.Option("--network", help="compact, resnet18 or densenet121.")
+    ] = "compact",
+    size: Annotated[int, typer.Option("--size", help="Input side in pixels.", min=8)] = 64,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 20,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 64,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = 3e-3,
+    threshold_rule: Annotated[
+        str, typer.Option("--threshold-rule", help="f1, accuracy (binary) or 0.5.")
+    ] = "f1",
+    window: WindowOpt = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    errors: Annotated[
+        Path | None, typer.Option("--errors", help="Errors JSONL (default: OUTPUT.errors.jsonl).")
+    ] = None,
+) -> None:
+    """Train an image classifier from a manifest and save the model directory."""
+    from ehrtext.cli import _clean_errors
+
+    with _clean_errors():
+        from ehrtext.imaging.model import train_image_model
+        from ehrtext.imaging.train import ImageTrainConfig
+        from ehrtext.textio import ErrorSink
+
+        errors_path = errors or output.with_name(output.name + ".errors.jsonl")
+        config = ImageTrainConfig(
+            network=network,
+            image_size=size,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=lr,
+            seed=seed,
+        )
+        with ErrorSink(errors_path) as sink:
+            model = train_image_model(
+                manifest,
+                output,
+                image_field=image_field,
+                label_field=label_field,
+                task=task,
+                id_field=id_field,
+                patient_field=patient_field,
+                label_sep=label_sep,
+                window=_parse_window(window),
+                config=config,
+                threshold_rule=threshold_rule,
+                errors=sink,
+                log=lambda s: typer.echo("  " + s, err=True),
+            )
+        typer.echo(
+            f"ehrtext image train: saved {output} ({model.task}, labels {model.labels}); "
+            f"{sink.count} rows/images skipped" + (f" -> {errors_path}" if sink.count else ""),
+            err=True,
+        )
+
+
+@image_app.command("score")
+def score_command(
+    manifest: Annotated[Path, typer.Argument(help="Manifest (CSV / TSV / JSONL / Parquet).")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Image model directory.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Scores (.csv or .jsonl).")],
+    image_field: Annotated[str, typer.Option("--image-field")] = "image",
+    id_field: Annotated[str | None, typer.Option("--id-field")] = None,
+    errors: Annotated[
+        Path | None, typer.Option("--errors", help="Errors JSONL (default: OUTPUT.errors.jsonl).")
+    ] = None,
+) -> None:
+    """Score every image of a manifest: one row per image, probabilities per label."""
+    from ehrtext.cli import _clean_errors
+
+    with _clean_errors():
+        from ehrtext.imaging.manifest import read_manifest
+        from ehrtext.imaging.model import ImageModel
+        from ehrtext.textio import ErrorSink
+
+        image_model = ImageModel.load(model)
+        errors_path = errors or output.with_name(output.stem + ".errors.jsonl")
+        with ErrorSink(errors_path) as sink:
+            m = read_manifest(manifest, image_field=image_field, id_field=id_field, errors=sink)
+            paths = [str(p) for r in m.rows for p in r.images]
+            ids = [r.id for r in m.rows for _ in r.images]
+            rows = [r.row for r in m.rows for _ in r.images]
+            df = image_model.predict(paths, ids=ids)
+            for i, reason in enumerate(df["error"]):
+                if reason is not None:
+                    sink.add(rows[i], ids[i], "bad_image", reason)
+            good = df[df["error"].isna()].drop(columns=["error"])
+            output.parent.mkdir(parents=True, exist_ok=True)
+            tmp = output.with_name(f".{output.name}.tmp")
+            if output.suffix.lower() in (".jsonl", ".json"):
+                with open(tmp, "w", encoding="utf-8") as fh:
+                    for rec in good.to_dict("records"):
+                        fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+            else:
+                good.to_csv(tmp, index=False)
+            tmp.replace(output)
+        typer.echo(
+            f"ehrtext image score: {len(paths) + sink.count - (len(df) - len(good))} images "
+            f"read: {len(good)} scored, {sink.count} errors"
+            + (f" -> {errors_path}" if sink.count else ""),
+            err=True,
+        )
+
+
+def explain_image_command(
+    image: Annotated[Path, typer.Argument(help="Image file (DICOM, PNG/JPEG, .npy).")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Image model directory.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Overlay PNG to write.")],
+    label: Annotated[
+        str | None, typer.Option("--label", help="Label to explain (default: the predicted one).")
+    ] = None,
+    alpha: Annotated[float, typer.Option("--alpha", help="Heatmap opacity.", min=0, max=1)] = 0.45,
+) -> None:
+    """Grad-CAM heatmap of an image model over one image, saved as a PNG overlay."""
+    from ehrtext.cli import _clean_errors
+
+    with _clean_errors():
+        from ehrtext.imaging.gradcam import explain_image, save_overlay
+        from ehrtext.imaging.model import ImageModel
+
+        explanation = explain_image(ImageModel.load(model), image, label=label)
+        save_overlay(explanation, output, alpha=alpha)
+        probs = ", ".join(f"{k} {v:.3f}" for k, v in explanation.probabilities.items())
+        typer.echo(
+            f"ehrtext explain-image: {output} ({explanation.heatmap.shape[1]}x"
+            f"{explanation.heatmap.shape[0]}); explained {explanation.label!r}; {probs}",
+            err=True,
+        )

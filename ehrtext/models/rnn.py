@@ -1,0 +1,245 @@
+"""BiGRU / BiLSTM note classifier: embedding → packed bidirectional RNN → masked pooling → head.
+
+Padding never reaches the model: the RNN runs over packed sequences (each note only over its
+own tokens), and the pooling ignores the padded positions (attention scores are set to
+``-inf`` there, max pooling ignores them, mean pooling divides by the true length). So a note
+gives the same logits alone or padded inside a batch (tested).
+
+Heads, by task:
+
+* ``"binary"``: one logit per note (the positive class), trained with ``BCEWithLogitsLoss``.
+* ``"multiclass"``: ``num_labels`` logits, softmax, ``CrossEntropyLoss``.
+* ``"multilabel"``: ``num_labels`` independent logits, sigmoid, ``BCEWithLogitsLoss``.
+
+Example:
+    >>> import torch
+    >>> model = RNNClassifier(vocab_size=100, num_labels=3, task="multiclass", embedding_dim=8,
+    ...                       hidden_size=4)
+    >>> model(torch.tensor([[5, 6, 7], [8, 9, 0]]), torch.tensor([3, 2])).shape
+    torch.Size([2, 3])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from ehrtext.errors import InputError
+
+__all__ = ["POOLINGS", "RNN_TYPES", "TASKS", "MaskedPooling", "RNNClassifier", "output_size"]
+
+TASKS = ("binary", "multiclass", "multilabel")
+RNN_TYPES = ("gru", "lstm")
+POOLINGS = ("attention", "max", "mean", "attention+max")
+
+
+def output_size(task: str, num_labels: int) -> int:
+    """Number of logits of the head: 1 for a binary task, ``num_labels`` otherwise.
+
+    Example:
+        >>> output_size("binary", 2), output_size("multilabel", 5)
+        (1, 5)
+    """
+    if task not in TASKS:
+        raise InputError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    return 1 if task == "binary" else int(num_labels)
+
+
+def sequence_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """Boolean ``[B, max_len]`` mask, True on real tokens.
+
+    Example:
+        >>> sequence_mask(torch.tensor([2, 1]), 3).tolist()
+        [[True, True, False], [True, False, False]]
+    """
+    positions = torch.arange(max_len, device=lengths.device)
+    return positions.unsqueeze(0) < lengths.unsqueeze(1)
+
+
+class MaskedPooling(nn.Module):
+    """Pools ``[B, T, H]`` states into ``[B, H']`` over the real positions only.
+
+    ``"attention"``: additive attention (``v·tanh(W h)``), softmax over real tokens;
+    ``"max"``/``"mean"``: masked max / mean; ``"attention+max"``: both, concatenated (2H).
+
+    Example:
+        >>> pool = MaskedPooling(4, "mean")
+        >>> h = torch.ones(1, 3, 4); h[0, 2] = 100.0          # position 2 is padding
+        >>> pool(h, torch.tensor([[True, True, False]]))[0][0].tolist()
+        [1.0, 1.0, 1.0, 1.0]
+    """
+
+    def __init__(self, hidden: int, mode: str = "attention", attention_dim: int | None = None):
+        super().__init__()
+        if mode not in POOLINGS:
+            raise InputError(f"pooling must be one of {', '.join(POOLINGS)}, got {mode!r}")
+        self.mode = mode
+        self.out_dim = hidden * (2 if mode == "attention+max" else 1)
+        if "attention" in mode:
+            attention_dim = attention_dim or hidden
+            self.proj = nn.Linear(hidden, attention_dim)
+            self.score = nn.Linear(attention_dim, 1, bias=False)
+
+    def forward(
+        self, states: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(pooled ``[B, out_dim]``, attention weights ``[B, T]`` or None)."""
+        weights = None
+        parts = []
+        if "attention" in self.mode:
+            scores = self.score(torch.tanh(self.proj(states))).squeeze(-1)
+            scores = scores.masked_fill(~mask, float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            parts.append(torch.bmm(weights.unsqueeze(1), states).squeeze(1))
+        if self.mode in ("max", "attention+max"):
+            masked = states.masked_fill(~mask.unsqueeze(-1), float("-inf"))
+            parts.append(masked.max(dim=1).values)
+        if self.mode == "mean":
+            summed = (states * mask.unsqueeze(-1)).sum(dim=1)
+            parts.append(summed / mask.sum(dim=1, keepdim=True).clamp(min=1))
+        return (parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)), weights
+
+
+class RNNClassifier(nn.Module):
+    """Embedding → bidirectional GRU/LSTM over packed sequences → masked pooling → linear head.
+
+    Args:
+        vocab_size: rows of the embedding (index 0 is padding).
+        num_labels: number of labels (a binary task has one logit whatever this is).
+        task: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        embedding_dim: embedding size (taken from ``pretrained`` when given).
+        hidden_size: RNN hidden size per direction.
+        num_layers: stacked RNN layers.
+        rnn: ``"gru"`` or ``"lstm"``.
+        dropout: dropout on embeddings, between RNN layers and before the head.
+        pooling: ``"attention"`` (default), ``"max"``, ``"mean"`` or ``"attention+max"``.
+        pretrained: a ``[vocab_size, dim]`` matrix (e.g. from
+            :func:`ehrtext.embeddings.build_embedding_matrix`) to initialise the embedding.
+        freeze_embeddings: keep the embedding fixed during training.
+        padding_idx: the padding token id (its row stays zero).
+
+    Example:
+        >>> m = RNNClassifier(50, 2, "multilabel", embedding_dim=8, hidden_size=4, rnn="lstm")
+        >>> logits, attn = m(torch.tensor([[3, 4, 0]]), torch.tensor([2]), return_attention=True)
+        >>> logits.shape, attn[0, 2].item()
+        (torch.Size([1, 2]), 0.0)
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_labels: int,
+        task: str,
+        embedding_dim: int = 200,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        rnn: str = "gru",
+        dropout: float = 0.3,
+        pooling: str = "attention",
+        pretrained: Any = None,
+        freeze_embeddings: bool = False,
+        padding_idx: int = 0,
+    ):
+        super().__init__()
+        if rnn not in RNN_TYPES:
+            raise InputError(f"rnn must be one of {', '.join(RNN_TYPES)}, got {rnn!r}")
+        if pretrained is not None:
+            pretrained = torch.as_tensor(pretrained, dtype=torch.float32)
+            if pretrained.ndim != 2 or pretrained.shape[0] != vocab_size:
+                raise InputError(
+                    f"pretrained matrix has shape {tuple(pretrained.shape)}, expected "
+                    f"({vocab_size}, dim)"
+                )
+            embedding_dim = int(pretrained.shape[1])
+        self.task = task
+        self.num_labels = int(num_labels)
+        self.n_outputs = output_size(task, num_labels)
+        self.hparams: dict[str, Any] = {
+            "vocab_size": int(vocab_size),
+            "num_labels": int(num_labels),
+            "task": task,
+            "embedding_dim": int(embedding_dim),
+            "hidden_size": int(hidden_size),
+            "num_layers": int(num_layers),
+            "rnn": rnn,
+            "dropout": float(dropout),
+            "pooling": pooling,
+            "freeze_embeddings": bool(freeze_embeddings),
+            "padding_idx": int(padding_idx),
+        }
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
+        if pretrained is not None:
+            with torch.no_grad():
+                self.embedding.weight.copy_(pretrained)
+                self.embedding.weight[padding_idx].zero_()
+        self.embedding.weight.requires_grad_(not freeze_embeddings)
+        rnn_cls = nn.GRU if rnn == "gru" else nn.LSTM
+        self.rnn = rnn_cls(
+            embedding_dim,
+            hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.pool = MaskedPooling(2 * hidden_size, pooling)
+        self.head = nn.Linear(self.pool.out_dim, self.n_outputs)
+
+    @classmethod
+    def from_hparams(cls, hparams: dict[str, Any]) -> RNNClassifier:
+        """Rebuild the architecture from :attr:`hparams` (weights are loaded separately).
+
+        Example:
+            >>> m = RNNClassifier(10, 2, "binary", embedding_dim=4, hidden_size=2)
+            >>> RNNClassifier.from_hparams(m.hparams).hparams == m.hparams
+            True
+        """
+        return cls(**hparams)
+
+    def encode(
+        self, input_ids: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """RNN states ``[B, T, 2H]`` (zeros on padding) and the mask ``[B, T]``."""
+        if input_ids.ndim != 2:
+            raise InputError(f"input_ids must be [batch, time], got shape {tuple(input_ids.shape)}")
+        max_len = input_ids.shape[1]
+        lengths = lengths.to("cpu", torch.int64).clamp(min=1, max=max(max_len, 1))
+        emb = self.dropout(self.embedding(input_ids))
+        packed = pack_padded_sequence(emb, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.rnn(packed)
+        states, _ = pad_packed_sequence(out, batch_first=True, total_length=max_len)
+        mask = sequence_mask(lengths.to(input_ids.device), max_len)
+        return states, mask
+
+    def forward(
+        self, input_ids: torch.Tensor, lengths: torch.Tensor, return_attention: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits ``[B, n_outputs]`` (``[B, 1]`` for binary); with ``return_attention`` also
+        the attention weights ``[B, T]`` (None for max/mean pooling). A note of length 0 is
+        read as its first token (collate pads it with ``<unk>``)."""
+        states, mask = self.encode(input_ids, lengths)
+        pooled, weights = self.pool(states, mask)
+        logits = self.head(self.dropout(pooled))
+        if return_attention:
+            return logits, weights
+        return logits
+
+
+def probabilities(logits: torch.Tensor, task: str, temperature: float = 1.0) -> torch.Tensor:
+    """Probabilities from logits: sigmoid (binary: ``[B]``; multilabel: ``[B, L]``) or softmax
+    (multiclass), after dividing by the calibration ``temperature``.
+
+    Example:
+        >>> probabilities(torch.tensor([[0.0], [2.0]]), "binary", 2.0).tolist()[0]
+        0.5
+    """
+    scaled = logits / float(temperature)
+    if task == "multiclass":
+        return torch.softmax(scaled, dim=-1)
+    if task == "binary":
+        return torch.sigmoid(scaled.reshape(-1))
+    return torch.sigmoid(scaled)

@@ -1,0 +1,498 @@
+"""The batch scoring engine: stream notes from a file or table, score them in chunks, commit.
+
+One run, step by step:
+
+1. The source is opened (file, columns or table checked before any row is read) and yields
+   :class:`~ehrtext.textio.Record` chunks of ``chunk_size`` in a fixed order; rows it cannot
+   use go to the errors file (``bad_id``, ``missing_field``, ``wrong_type``, ``too_long`` ...).
+2. Within each chunk, an id seen earlier in the input is a ``duplicate_id`` error (the first
+   occurrence wins) and, with ``resume``, an id already in the output is *skipped*.
+3. The remaining records are scored — in this process, or in ``workers`` spawned processes
+   that each load the model once — with at most ``2 × workers`` chunks in flight, so memory
+   stays flat whatever the input size.
+4. Results are committed to the sink chunk by chunk, in input order (see
+   :mod:`ehrtext.scoring.sinks` for what a commit is for each output kind).
+
+Because chunks are cut from the validated input *before* skipping, an interrupted run that is
+resumed scores exactly the chunks the uninterrupted run would have scored, with the same
+batches, so the scores are identical, not merely close. A chunk whose ``predict`` raises is
+scored again note by note, so one bad note costs only its own row (``failed`` with the
+exception type, never its message, which could quote the note).
+
+The summary always adds up: ``read == scored + errors + skipped``.
+
+Example:
+    >>> from ehrtext.scoring import ModelDirectory, score
+    >>> s = score("notes.jsonl", "scores.jsonl", ModelDirectory("model/"),
+    ...           id_field="id", workers=2)                       # doctest: +SKIP
+    >>> s.read == s.scored + s.errors + s.skipped                 # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import multiprocessing as mp
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ehrtext.errors import EhrtextError, InputError, ModelFileError, ResourceError
+from ehrtext.scoring.locations import Location, parse_location
+from ehrtext.scoring.scorer import (
+    Scorer,
+    ScorerFactory,
+    default_torch_threads,
+    is_multilabel,
+)
+from ehrtext.scoring.sinks import OutputSchema, ScoreRow, open_sink
+from ehrtext.scoring.sources import open_source
+from ehrtext.textio import DEFAULT_MAX_CHARS, ErrorSink, Record
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "ScoreSummary",
+    "ScorerContractError",
+    "default_errors_path",
+    "score",
+]
+
+DEFAULT_CHUNK_SIZE = 256
+"""Notes per chunk: the unit of work for a worker and of an atomic commit."""
+
+
+class ScorerContractError(EhrtextError):
+    """The scorer returned something other than the documented DataFrame."""
+
+
+@dataclass
+class ScoreSummary:
+    """Counts of one run; ``read == scored + errors + skipped`` always holds.
+
+    Attributes:
+        read: input rows seen (valid or not).
+        scored: rows scored and committed by this run.
+        errors: rows sent to the errors file (this run re-checks every row, so after a resume
+            it holds the errors of the whole input).
+        skipped: rows whose id was already in the output (``resume``).
+        chunks: chunks committed by this run.
+        seconds: wall time of the run.
+        error_codes: errors by code.
+
+    Example:
+        >>> s = ScoreSummary(read=10, scored=7, errors=2, skipped=1)
+        >>> s.adds_up
+        True
+    """
+
+    read: int = 0
+    scored: int = 0
+    errors: int = 0
+    skipped: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    error_codes: dict[str, int] = field(default_factory=dict)
+    output: str = ""
+    errors_path: str = ""
+
+    @property
+    def adds_up(self) -> bool:
+        """``read == scored + errors + skipped``."""
+        return self.read == self.scored + self.errors + self.skipped
+
+    def line(self) -> str:
+        """A one-line summary (no note text)."""
+        rate = self.scored / self.seconds if self.seconds > 0 else 0.0
+        text = (
+            f"ehrtext score: read {self.read} rows: {self.scored} scored, {self.errors} errors, "
+            f"{self.skipped} skipped (already in the output); {self.chunks} chunks in "
+            f"{self.seconds:.2f} s ({rate:.1f} notes/s) -> {self.output}"
+        )
+        if self.errors:
+            kinds = ", ".join(
+                f"{code} {n}" for code, n in sorted(self.error_codes.items(), key=lambda x: -x[1])
+            )
+            text += f"\n  errors by kind: {kinds} -> {self.errors_path}"
+        return text
+
+
+def default_errors_path(output: Location) -> Path:
+    """``scores.jsonl`` -> ``scores.errors.jsonl``; a table ``t`` -> ``t.errors.jsonl`` (beside a
+    SQLite file, or in the current folder for PostgreSQL).
+
+    Example:
+        >>> default_errors_path(parse_location("run/scores.csv")).as_posix()
+        'run/scores.errors.jsonl'
+    """
+    if output.kind == "file":
+        path = Path(output.path or "")
+        return path.with_name(path.name.rsplit(".", 1)[0] + ".errors.jsonl")
+    name = (output.table or "scores").replace(".", "_") + ".errors.jsonl"
+    if output.kind == "sqlite" and output.path and output.path != ":memory:":
+        return Path(output.path).parent / name
+    return Path(name)
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring one chunk (main process or worker)
+# --------------------------------------------------------------------------------------------
+
+# A chunk's inputs as sent to a worker: (row numbers, ids, model inputs).
+ChunkTask = tuple[list[int], list[str], list[Any]]
+# Per record: ("ok", ScoreRow) or ("err", row, id, code, reason).
+Outcome = tuple[Any, ...]
+
+
+class _ChunkScorer:
+    """Calls ``scorer.predict`` on a chunk and turns the DataFrame into output rows."""
+
+    def __init__(self, scorer: Scorer, batch_size: int | None) -> None:
+        self.scorer = scorer
+        self.schema = OutputSchema(tuple(str(x) for x in scorer.labels), is_multilabel(scorer))
+        self.kwargs: dict[str, Any] = {}
+        try:
+            params = inspect.signature(scorer.predict).parameters
+        except (TypeError, ValueError):
+            params = {}  # type: ignore[assignment]
+        if batch_size is not None and "batch_size" in params:
+            self.kwargs["batch_size"] = batch_size
+
+    def __call__(self, task: ChunkTask) -> list[Outcome]:
+        rows, ids, inputs = task
+        rejected = self._validate(inputs, ids)
+        if rejected:
+            keep = [i for i in range(len(ids)) if i not in rejected]
+            out = [("err", rows[i], ids[i], "invalid_note", rejected[i]) for i in sorted(rejected)]
+            if keep:
+                sub = ([rows[i] for i in keep], [ids[i] for i in keep], [inputs[i] for i in keep])
+                out = self._score(sub) + out
+            return out
+        return self._score(task)
+
+    def _validate(self, inputs: list[Any], ids: list[str]) -> dict[int, str]:
+        """Rows the model itself refuses (``validate()`` of RiskModel: reasons hold no text)."""
+        validate = getattr(self.scorer, "validate", None)
+        if validate is None:
+            return {}
+        problems = validate(inputs, ids=ids)
+        # "row 3 (id 'x'): the note is empty" -> "the note is empty" (row is chunk-relative)
+        return {int(p.row): str(p.reason).split(": ", 1)[-1] for p in problems}
+
+    def _score(self, task: ChunkTask) -> list[Outcome]:
+        rows, ids, inputs = task
+        try:
+            return [("ok", r) for r in self._predict(inputs, ids)]
+        except (ResourceError, ModelFileError, ScorerContractError):
+            raise  # a broken model or scorer, not a bad note: stop with its message
+        except Exception as exc:  # noqa: BLE001 - isolate the bad note(s), never echo them
+            if len(ids) == 1:
+                return [
+                    ("err", rows[0], ids[0], "failed", f"scoring failed ({type(exc).__name__})")
+                ]
+        out: list[Outcome] = []
+        for i in range(len(ids)):
+            out.extend(self._score(([rows[i]], [ids[i]], [inputs[i]])))
+        return out
+
+    def _predict(self, inputs: list[Any], ids: list[str]) -> list[ScoreRow]:
+        frame = self.scorer.predict(inputs, ids=ids, **self.kwargs)
+        return frame_to_rows(frame, self.schema, ids)
+
+
+def frame_to_rows(frame: Any, schema: OutputSchema, ids: Sequence[str]) -> list[ScoreRow]:
+    """Output rows from a scorer's DataFrame (checked against ``ids`` and ``schema``).
+
+    Example:
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"id": ["a"], "p_x": [0.75], "label": ["x"]})
+        >>> frame_to_rows(df, OutputSchema(("x",), False), ["a"])
+        [('a', 0.75, 'x')]
+    """
+    missing = [c for c in schema.columns if c not in frame.columns]
+    if missing:
+        raise ScorerContractError(
+            f"the scorer's predict() returned no column(s) {missing}; expected {schema.columns}"
+        )
+    if len(frame) != len(ids):
+        raise ScorerContractError(
+            f"the scorer's predict() returned {len(frame)} rows for {len(ids)} notes"
+        )
+    got_ids = [str(x) for x in frame["id"].tolist()]
+    if got_ids != list(ids):
+        raise ScorerContractError("the scorer's predict() returned ids out of order")
+    probs = [[float(v) for v in frame[c].tolist()] for c in schema.prob_columns]
+    labels = frame[schema.label_column].tolist()
+    out: list[ScoreRow] = []
+    for i, rid in enumerate(ids):
+        p = tuple(col[i] for col in probs)
+        if any(math.isnan(x) for x in p):
+            raise ValueError("NaN probability")  # treated as a failed note
+        lab = labels[i]
+        if schema.multilabel:
+            lab = [str(x) for x in (lab if lab is not None else [])]
+        else:
+            lab = None if lab is None else str(lab)
+        out.append((rid, *p, lab))
+    return out
+
+
+_WORKER: _ChunkScorer | None = None
+_WORKER_ERROR: BaseException | None = None
+
+
+def _init_worker(factory: ScorerFactory, batch_size: int | None, threads: int | None) -> None:
+    global _WORKER, _WORKER_ERROR
+    try:
+        if threads is not None:
+            try:
+                import torch
+
+                torch.set_num_threads(threads)
+            except ImportError:
+                pass
+        _WORKER = _ChunkScorer(factory.load(), batch_size)
+    except BaseException as exc:  # noqa: BLE001 - reported on the first chunk
+        _WORKER_ERROR = exc
+
+
+def _worker_chunk(task: ChunkTask) -> list[Outcome]:
+    if _WORKER_ERROR is not None:
+        raise _WORKER_ERROR
+    assert _WORKER is not None
+    return _WORKER(task)
+
+
+def _outcomes(
+    factory: ScorerFactory | None,
+    local: _ChunkScorer | None,
+    tasks: Iterable[ChunkTask],
+    workers: int,
+    batch_size: int | None,
+) -> Iterator[list[Outcome]]:
+    """Chunk outcomes in input order, from this process or from spawned workers."""
+    if workers <= 1:
+        assert local is not None
+        for task in tasks:
+            yield local(task)
+        return
+    assert factory is not None
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=mp.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(factory, batch_size, default_torch_threads(workers)),
+    )
+    ok = False
+    try:
+        pending: deque[Future[list[Outcome]]] = deque()
+        for task in tasks:
+            pending.append(pool.submit(_worker_chunk, task))
+            if len(pending) >= 2 * workers:  # bounded: never read the whole input ahead
+                yield _result(pending.popleft())
+        while pending:
+            yield _result(pending.popleft())
+        ok = True
+    finally:
+        pool.shutdown(wait=ok, cancel_futures=not ok)
+
+
+def _result(future: Future[list[Outcome]]) -> list[Outcome]:
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise EhrtextError(
+            "a scoring worker died (out of memory or killed?); committed chunks are kept: "
+            "rerun with --resume, perhaps with fewer --workers"
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+
+
+def _model_text_fields(scorer: Any) -> list[str] | None:
+    spec = getattr(scorer, "spec", None)
+    fields = getattr(spec, "text_fields", None)
+    if fields:
+        return [str(f) for f in fields]
+    return None
+
+
+def _same_location(a: Location, b: Location) -> bool:
+    if a.kind != b.kind:
+        return False
+    if a.kind == "file":
+        return Path(a.path or "").resolve() == Path(b.path or "").resolve()
+    if a.kind == "sqlite":
+        return Path(a.path or "").resolve() == Path(b.path or "").resolve() and a.table == b.table
+    return a.dsn == b.dsn and a.table == b.table
+
+
+def score(
+    input: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    scorer: Scorer | ScorerFactory,
+    *,
+    text_fields: Sequence[str] | None = None,
+    id_field: str | None = "id",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    workers: int = 1,
+    resume: bool = False,
+    overwrite: bool = False,
+    errors_path: str | os.PathLike[str] | None = None,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    input_format: str | None = None,
+    batch_size: int | None = None,
+    progress: bool | None = None,
+) -> ScoreSummary:
+    """Score every note of ``input`` into ``output``; see the module docstring.
+
+    Args:
+        input: a note file (JSONL, CSV, TSV, Parquet, TXT) or a ``sqlite:///…?table=`` /
+            ``postgresql://…?table=`` URI.
+        output: a ``.jsonl`` / ``.csv`` / ``.tsv`` / ``.parquet`` path or a table URI.
+        scorer: a scorer (runs in this process; ``workers`` must be 1) or a factory such as
+            :class:`~ehrtext.scoring.ModelDirectory` (loaded once per worker).
+        text_fields: input text columns (several are joined as sections); default: the
+            model's own text fields, else ``["text"]``.
+        id_field: the id column (required for SQL; ``None`` numbers file rows).
+        chunk_size: notes per chunk (the unit of work and of commit).
+        workers: processes; 1 scores in this process.
+        resume: skip ids already in the output and continue an interrupted run.
+        overwrite: discard an existing output table or leftover partial output.
+        errors_path: the errors JSONL (default: beside the output, ``*.errors.jsonl``).
+        max_chars: longer notes are errors (``too_long``).
+        input_format: for files whose extension does not tell.
+        batch_size: passed to ``predict`` when it accepts one.
+        progress: a tqdm bar on stderr (``None``: only when stderr is a terminal).
+
+    Example:
+        >>> score("notes.csv", "sqlite:///scores.db?table=scores", ModelDirectory("m"),
+        ...       text_fields=["主诉", "现病史"], workers=2, resume=True)   # doctest: +SKIP
+    """
+    start = time.perf_counter()
+    if chunk_size < 1:
+        raise InputError("--chunk-size must be at least 1")
+    if workers < 1:
+        raise InputError("--workers must be at least 1")
+    in_loc = parse_location(input)
+    out_loc = parse_location(output)
+    if _same_location(in_loc, out_loc):
+        raise InputError(f"{out_loc.display()}: the output would overwrite the input")
+    errors_file = Path(errors_path) if errors_path is not None else default_errors_path(out_loc)
+    if in_loc.kind == "file" and errors_file.resolve() == Path(in_loc.path or "").resolve():
+        raise InputError(f"{errors_file}: the errors file must differ from the input")
+
+    factory: ScorerFactory | None
+    if hasattr(scorer, "predict"):
+        if workers > 1:
+            raise InputError(
+                "workers > 1 needs a scorer factory (e.g. ModelDirectory), not a loaded scorer"
+            )
+        factory, loaded = None, scorer
+    else:
+        factory = scorer  # type: ignore[assignment]
+        loaded = factory.load()  # type: ignore[union-attr]
+    local = _ChunkScorer(loaded, batch_size)  # also gives the output schema
+    schema = local.schema
+    fields = list(text_fields) if text_fields else (_model_text_fields(loaded) or ["text"])
+    as_records = len(fields) > 1
+    if workers > 1:
+        local = None  # type: ignore[assignment]  # workers load their own copy
+        loaded = None  # type: ignore[assignment]
+
+    errors = ErrorSink(errors_file)
+    source = None
+    sink = None
+    finished = False
+    summary = ScoreSummary(output=out_loc.display(), errors_path=str(errors_file))
+    try:
+        source = open_source(
+            in_loc, fields, id_field, errors, max_chars=max_chars, input_format=input_format
+        )
+        sink = open_sink(out_loc, schema)
+        done = sink.open(resume=resume, overwrite=overwrite)
+        seen: set[str] = set()
+
+        def tasks() -> Iterator[ChunkTask]:
+            for chunk in source.chunks(chunk_size):  # type: ignore[union-attr]
+                todo: list[Record] = []
+                for rec in chunk:
+                    if rec.id in seen:
+                        errors.add(
+                            rec.row, rec.id, "duplicate_id", "id already used by an earlier row"
+                        )
+                        continue
+                    seen.add(rec.id)
+                    if rec.id in done:
+                        done.discard(rec.id)  # now in `seen`: a later copy is a duplicate
+                        summary.skipped += 1
+                        continue
+                    todo.append(rec)
+                if todo:
+                    inputs: list[Any] = (
+                        [{name: rec.field(name) for name in fields} for rec in todo]
+                        if as_records
+                        else [rec.text for rec in todo]
+                    )
+                    yield [rec.row for rec in todo], [rec.id for rec in todo], inputs
+
+        from tqdm import tqdm
+
+        total, unit = source.progress_total()
+        with tqdm(
+            total=total,
+            unit=" notes" if unit == "notes" else "B",
+            unit_scale=unit == "B",
+            unit_divisor=1024 if unit == "B" else 1000,
+            file=sys.stderr,
+            disable=True if progress is False else (None if progress is None else False),
+            dynamic_ncols=True,
+            smoothing=0.1,
+            desc="scoring",
+        ) as bar:
+            position = 0
+            for outcomes in _outcomes(factory, local, tasks(), workers, batch_size):
+                rows: list[ScoreRow] = []
+                for res in outcomes:
+                    if res[0] == "ok":
+                        rows.append(res[1])
+                    else:
+                        errors.add(*res[1:])
+                if rows:
+                    sink.write_chunk(rows)
+                    summary.chunks += 1
+                    summary.scored += len(rows)
+                now = source.progress_position()
+                bar.update(max(0, now - position))
+                position = now
+                elapsed = time.perf_counter() - start
+                bar.set_postfix_str(
+                    f"{summary.scored / elapsed if elapsed > 0 else 0.0:.1f} notes/s", refresh=False
+                )
+        summary.read = source.rows
+        sink.close()
+        finished = True
+        errors.close()
+    finally:
+        if source is not None:
+            source.close()
+        if not finished:
+            if sink is not None:
+                sink.release()
+            errors.abort()
+    summary.errors = errors.count
+    summary.error_codes = dict(errors.codes)
+    summary.seconds = time.perf_counter() - start
+    if not summary.adds_up:  # pragma: no cover - an engine bug; say so rather than mislead
+        raise EhrtextError(f"internal error: the counts do not add up ({summary})")
+    return summary

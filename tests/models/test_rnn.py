@@ -1,0 +1,132 @@
+"""RNNClassifier: shapes per task, padding invariance (packed + masked), masks, pooling modes."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ehrtext.errors import InputError  # noqa: E402
+from ehrtext.models.rnn import (  # noqa: E402
+    MaskedPooling,
+    RNNClassifier,
+    probabilities,
+    sequence_mask,
+)
+
+
+def _model(task="multiclass", rnn="gru", pooling="attention", num_labels=4, layers=1):
+    torch.manual_seed(0)
+    m = RNNClassifier(
+        vocab_size=60,
+        num_labels=num_labels,
+        task=task,
+        embedding_dim=16,
+        hidden_size=8,
+        num_layers=layers,
+        rnn=rnn,
+        pooling=pooling,
+        dropout=0.5,
+    )
+    return m.eval()
+
+
+@pytest.mark.parametrize("task,expected", [("binary", 1), ("multiclass", 4), ("multilabel", 4)])
+def test_output_shapes(task, expected):
+    m = _model(task)
+    ids = torch.randint(2, 60, (3, 7))
+    out = m(ids, torch.tensor([7, 5, 2]))
+    assert out.shape == (3, expected)
+    probs = probabilities(out, task)
+    if task == "binary":
+        assert probs.shape == (3,)
+    elif task == "multiclass":
+        assert torch.allclose(probs.sum(-1), torch.ones(3))
+    else:
+        assert probs.shape == (3, 4) and ((probs > 0) & (probs < 1)).all()
+
+
+@pytest.mark.parametrize("rnn", ["gru", "lstm"])
+@pytest.mark.parametrize("pooling", ["attention", "max", "mean", "attention+max"])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_padding_does_not_change_logits(rnn, pooling, layers):
+    m = _model(rnn=rnn, pooling=pooling, layers=layers)
+    g = torch.Generator().manual_seed(1)
+    notes = [torch.randint(2, 60, (n,), generator=g) for n in (5, 11, 1, 8)]
+    alone = torch.cat([m(n.unsqueeze(0), torch.tensor([len(n)])) for n in notes])
+    T = 15  # more padding than any note needs
+    batch = torch.zeros(len(notes), T, dtype=torch.long)
+    for i, n in enumerate(notes):
+        batch[i, : len(n)] = n
+    lengths = torch.tensor([len(n) for n in notes])
+    padded = m(batch, lengths)
+    torch.testing.assert_close(padded, alone, atol=1e-5, rtol=1e-5)
+    # garbage in the padded positions is ignored too (the model never reads them)
+    noisy = batch.clone()
+    for i, n in enumerate(notes):
+        noisy[i, len(n) :] = torch.randint(2, 60, (T - len(n),), generator=g)
+    torch.testing.assert_close(m(noisy, lengths), padded, atol=1e-6, rtol=1e-6)
+
+
+def test_attention_weights_are_masked_and_sum_to_one():
+    m = _model()
+    ids = torch.randint(2, 60, (3, 9))
+    lengths = torch.tensor([9, 4, 1])
+    logits, attn = m(ids, lengths, return_attention=True)
+    assert attn.shape == (3, 9)
+    torch.testing.assert_close(attn.sum(-1), torch.ones(3))
+    assert (attn[1, 4:] == 0).all() and (attn[2, 1:] == 0).all()
+    assert (attn[0] > 0).all()
+    _, none = _model(pooling="max")(ids, lengths, return_attention=True)
+    assert none is None
+
+
+def test_sequence_mask_and_masked_pooling():
+    mask = sequence_mask(torch.tensor([3, 1, 0]), 4)
+    assert mask.tolist() == [
+        [True, True, True, False],
+        [True, False, False, False],
+        [False, False, False, False],
+    ]
+    states = torch.arange(12, dtype=torch.float32).reshape(1, 4, 3)
+    states[0, 3] = 1000.0  # padding: must not win the max nor weigh in the mean
+    m = torch.tensor([[True, True, True, False]])
+    assert MaskedPooling(3, "max")(states, m)[0].tolist() == [[6.0, 7.0, 8.0]]
+    assert MaskedPooling(3, "mean")(states, m)[0].tolist() == [[3.0, 4.0, 5.0]]
+
+
+def test_pretrained_embedding_frozen_or_finetuned():
+    pre = torch.randn(60, 12)
+    frozen = RNNClassifier(60, 3, "multiclass", pretrained=pre, freeze_embeddings=True,
+                           hidden_size=4)
+    assert frozen.embedding.weight.shape == (60, 12)  # dim from the matrix
+    assert not frozen.embedding.weight.requires_grad
+    torch.testing.assert_close(frozen.embedding.weight[1:], pre[1:])
+    assert (frozen.embedding.weight[0] == 0).all()  # padding row
+    tuned = RNNClassifier(60, 3, "multiclass", pretrained=pre, hidden_size=4)
+    assert tuned.embedding.weight.requires_grad
+    with pytest.raises(InputError, match="shape"):
+        RNNClassifier(61, 3, "multiclass", pretrained=pre)
+
+
+def test_zero_length_note_is_read_as_one_token():
+    m = _model()
+    ids = torch.tensor([[1, 0, 0], [5, 6, 7]])
+    out = m(ids, torch.tensor([0, 3]))
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[0], m(torch.tensor([[1]]), torch.tensor([1]))[0])
+
+
+def test_hparams_round_trip_and_bad_settings():
+    m = _model(task="multilabel", rnn="lstm", pooling="mean")
+    rebuilt = RNNClassifier.from_hparams(m.hparams)
+    rebuilt.load_state_dict(m.state_dict())
+    rebuilt.eval()
+    ids = torch.randint(2, 60, (2, 5))
+    torch.testing.assert_close(rebuilt(ids, torch.tensor([5, 3])), m(ids, torch.tensor([5, 3])))
+    with pytest.raises(InputError, match="rnn"):
+        RNNClassifier(10, 2, "binary", rnn="transformer")
+    with pytest.raises(InputError, match="pooling"):
+        RNNClassifier(10, 2, "binary", pooling="sum")
+    with pytest.raises(InputError, match="task"):
+        RNNClassifier(10, 2, "regression")
