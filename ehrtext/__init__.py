@@ -19,18 +19,22 @@ from typing import TYPE_CHECKING
 from ehrtext._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ehrtext.explain_html import render_explanation
+    from ehrtext.predict import RiskModel
     from ehrtext.spacy.pipeline import load_pipeline
     from ehrtext.text import Normalized, NormalizerConfig, Token, Tokenizer, Tokens, normalize
 
 __all__ = [
     "Normalized",
     "NormalizerConfig",
+    "RiskModel",
     "Token",
     "Tokenizer",
     "Tokens",
     "__version__",
     "load_pipeline",
     "normalize",
+    "render_explanation",
 ]
 
 _LAZY = {
@@ -41,6 +45,8 @@ _LAZY = {
     "Tokens": "ehrtext.text",
     "normalize": "ehrtext.text",
     "load_pipeline": "ehrtext.spacy.pipeline",  # imports spaCy (the "spacy" extra)
+    "render_explanation": "ehrtext.explain_html",
+    "RiskModel": "ehrtext.predict",  # torch / datasets imported when a model is loaded
 }
 
 

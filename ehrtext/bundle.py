@@ -264,8 +264,7 @@ def save_bundle(
         text = card if card is not None else model_card(cfg, metrics)
         (tmp / CARD_FILE).write_text(text, encoding="utf-8")
         cfg["files"] = {
-            p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-            for p in sorted(tmp.iterdir())
+            p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir())
         }
         (tmp / CONFIG_FILE).write_text(_dump_json(cfg), encoding="utf-8")
         if target.exists():

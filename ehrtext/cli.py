@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import sys
 import time
 import unicodedata
@@ -82,14 +83,19 @@ class Job:
         ['{"id": "1", "text": "BP 150/90mmHg"}']
     """
 
-    kind: str  # "normalize" | "tokenize"
+    kind: str  # "normalize" | "tokenize" | "deid" | "annotate"
     normalizer: dict[str, Any] | None = None  # NormalizerConfig.to_dict() (normalize)
     tokenizer: dict[str, Any] | None = None  # Tokenizer.config (tokenize)
     out_format: str = "jsonl"  # "jsonl" | "lines" (tokenize)
     with_offsets: bool = False  # normalize: add the offset map
+    options: dict[str, Any] | None = None  # deid / annotate settings
 
     def build(self) -> Callable[[Record], list[str]]:
         """A function turning one record into its output lines."""
+        if self.kind == "deid":
+            return _build_deid(self.options or {})
+        if self.kind == "annotate":
+            return _build_annotate(self.options or {})
         if self.kind == "normalize":
             from ehrtext.text import NormalizerConfig, normalize
 
@@ -235,8 +241,12 @@ def run_job(
     *,
     workers: int = 1,
     progress: bool = True,
+    on_result: Callable[[list[str]], None] | None = None,
 ) -> RunSummary:
     """Process every record of ``reader`` into ``output`` (atomically); bad rows go to ``sink``.
+
+    ``on_result`` is called with the output lines of each processed record (in the main
+    process, whatever ``workers`` is).
 
     Example:
         >>> sink = ErrorSink("err.jsonl")                                    # doctest: +SKIP
@@ -267,6 +277,8 @@ def run_job(
                     for line in res[1]:
                         emit(line)
                     written += 1
+                    if on_result is not None:
+                        on_result(res[1])
                 else:
                     sink.add(*res[1:])
             bar.update(len(results))
@@ -330,7 +342,11 @@ def _run_file_command(
     max_chars: int,
     workers: int,
     no_progress: bool,
-) -> None:
+    extra_fields: list[str] | None = None,
+    on_result: Callable[[list[str]], None] | None = None,
+) -> RunSummary:
+    """Run ``job`` over ``input``; ``extra_fields`` are read besides ``keep_field`` (the job
+    decides whether they are written)."""
     with _clean_errors():
         if workers < 0:
             raise InputError("--workers must be 0 (all CPUs) or more")
@@ -356,13 +372,22 @@ def _run_file_command(
                 fmt=input_format,
                 errors=sink,
                 max_chars=max_chars,
-                keep_fields=keep,
+                keep_fields=keep + [f for f in extra_fields or [] if f not in keep],
             )
         except BaseException:
             sink.abort()
             raise
-        summary = run_job(job, reader, output, sink, workers=workers, progress=not no_progress)
+        summary = run_job(
+            job,
+            reader,
+            output,
+            sink,
+            workers=workers,
+            progress=not no_progress,
+            on_result=on_result,
+        )
         typer.echo(_summary_line(command, summary, errors_path, dict(sink.codes)), err=True)
+        return summary
 
 
 # --------------------------------------------------------------------------------------------
@@ -665,6 +690,312 @@ def demo(
         )
         if bad_offsets:
             raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------------------------
+# Clinical structure: deid and annotate
+# --------------------------------------------------------------------------------------------
+
+
+class _CountedLines(list):
+    """Output lines of one record plus what it counted (PHI per type); picklable, so counts
+    come back from worker processes with the lines."""
+
+    counts: dict[str, int]
+
+
+def _build_deid(opts: dict[str, Any]) -> Callable[[Record], list[str]]:
+    """One record -> ``{"id", keep fields..., FIELD: de-identified text, ["phi"]}``."""
+    from ehrtext.text.deid import Deidentifier
+
+    deid = Deidentifier(
+        strategy=opts.get("strategy", "tag"),
+        secret=opts.get("secret"),
+        types=opts.get("types"),
+        mask_char=opts.get("mask_char", "*"),
+    )
+    deid.deidentify("预热")  # load the rules now: a broken installation fails here, not per row
+    keep = list(opts.get("keep", []))
+    patient_field = opts.get("patient_field")
+    with_spans = bool(opts.get("with_spans"))
+
+    def run_deid(rec: Record) -> list[str]:
+        pid = rec.meta.get(patient_field) if patient_field else None
+        obj: dict[str, Any] = {"id": rec.id}
+        for k in keep:
+            obj[k] = rec.meta.get(k)
+        counts: dict[str, int] = {}
+        spans: dict[str, list[list[Any]]] = {}
+        for name, start, end in rec.sections or (("text", 0, len(rec.text)),):
+            result = deid.deidentify(rec.text[start:end], None if pid is None else str(pid))
+            obj[name] = result.text
+            for t, n in result.counts.items():
+                counts[t] = counts.get(t, 0) + n
+            if with_spans:
+                spans[name] = [
+                    [r.type, r.start, r.end, r.out_start, r.out_end] for r in result.replacements
+                ]
+        if with_spans:
+            obj["phi"] = spans
+        out = _CountedLines([json.dumps(obj, ensure_ascii=False)])
+        out.counts = counts
+        return out
+
+    return run_deid
+
+
+def _build_annotate(opts: dict[str, Any]) -> Callable[[Record], list[str]]:
+    """One record -> ``{"id", keep fields..., "sections", "concepts"[, "fields", "tokens"]}``."""
+    from ehrtext.text.pipeline import TextPipeline
+    from ehrtext.text.tokenize import Tokenizer
+
+    with_tokens = bool(opts.get("with_tokens"))
+    pipeline = TextPipeline(
+        Tokenizer.from_config(opts.get("tokenizer") or {}), tokenize=with_tokens
+    )
+    pipeline.annotate("主诉：预热。")  # load dictionaries and rules now, not per row
+
+    def run_annotate(rec: Record) -> list[str]:
+        obj: dict[str, Any] = {"id": rec.id, **rec.meta}
+        if len(rec.sections) > 1:  # several text fields joined: where each one lies
+            obj["fields"] = [list(s) for s in rec.sections]
+        obj.update(pipeline.annotate(rec.text).to_dict(with_tokens=with_tokens))
+        return [json.dumps(obj, ensure_ascii=False)]
+
+    return run_annotate
+
+
+def default_audit_path(output: Path) -> Path:
+    """``deid.jsonl`` -> ``deid.audit.json``.
+
+    Example:
+        >>> default_audit_path(Path("run/deid.jsonl")).as_posix()
+        'run/deid.audit.json'
+    """
+    return default_errors_path(output).with_name(
+        default_errors_path(output).name.replace(".errors.jsonl", ".audit.json")
+    )
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"{path}: cannot write ({exc.strerror})") from None
+
+
+class Strategy(str, Enum):
+    """De-identification strategies."""
+
+    tag = "tag"
+    mask = "mask"
+    surrogate = "surrogate"
+
+
+@app.command()
+def deid(
+    input: InputArg,
+    output: OutputOpt,
+    strategy: Annotated[
+        Strategy,
+        typer.Option(
+            "--strategy",
+            help="tag: [姓名]; mask: same length (offsets kept); surrogate: consistent fake values "
+            "per patient (needs --secret).",
+        ),
+    ] = Strategy.tag,
+    secret: Annotated[
+        str | None,
+        typer.Option(
+            "--secret",
+            envvar="EHRTEXT_DEID_SECRET",
+            help="Secret seeding the surrogates (or the EHRTEXT_DEID_SECRET variable, which "
+            "keeps it out of the shell history). Never written anywhere.",
+            show_default=False,
+            show_envvar=True,
+        ),
+    ] = None,
+    patient_field: Annotated[
+        str | None,
+        typer.Option(
+            "--patient-field",
+            help="Column with the patient id: surrogates are consistent per patient.",
+            metavar="FIELD",
+        ),
+    ] = None,
+    phi_type: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--type",
+            help="PHI type to remove (repeatable; default: all). One of id_number, phone, mrn, "
+            "email, url, ip, date, age, name, org, address.",
+            show_default=False,
+            metavar="TYPE",
+        ),
+    ] = None,
+    with_spans: Annotated[
+        bool,
+        typer.Option(
+            "--with-spans",
+            help='Add "phi": {field: [[type, start, end, out_start, out_end], ...]} (offsets, '
+            "no text).",
+        ),
+    ] = False,
+    audit: Annotated[
+        Path | None,
+        typer.Option(
+            "--audit",
+            help="Audit JSON: counts per PHI type, rows, settings; never PHI (default: OUTPUT "
+            "with .audit.json).",
+            show_default=False,
+            metavar="AUDIT",
+        ),
+    ] = None,
+    text_field: TextFieldOpt = None,
+    id_field: IdFieldOpt = None,
+    keep_field: KeepFieldOpt = None,
+    errors: ErrorsOpt = None,
+    input_format: InputFormatOpt = None,
+    max_chars: MaxCharsOpt = DEFAULT_MAX_CHARS,
+    workers: WorkersOpt = 1,
+    no_progress: NoProgressOpt = False,
+) -> None:
+    """De-identify notes: JSONL of {"id", FIELD: de-identified text} plus an audit file."""
+    from collections import Counter
+
+    with _clean_errors():
+        from ehrtext.text.deid import PHI_TYPES
+
+        fields = list(text_field or ["text"])
+        types = sorted(set(phi_type)) if phi_type else None
+        unknown = sorted(set(types or []) - set(PHI_TYPES))
+        if unknown:
+            raise InputError(f"--type {unknown[0]!r} is not a PHI type; use one of {PHI_TYPES}")
+        if strategy is Strategy.surrogate and not secret:
+            raise InputError(
+                "--strategy surrogate needs --secret (or the EHRTEXT_DEID_SECRET variable)"
+            )
+        clash = [k for k in keep_field or [] if k in fields or k in ("id", "phi")]
+        if clash:
+            raise InputError(f"--keep-field cannot be {clash[0]!r} (an output key)")
+        audit_path = audit if audit is not None else default_audit_path(output)
+        if audit_path.resolve() in (output.resolve(), input.resolve()):
+            raise InputError(f"{audit_path}: the audit file must differ from input and output")
+        job = Job(
+            kind="deid",
+            options={
+                "strategy": strategy.value,
+                "secret": secret if strategy is Strategy.surrogate else None,
+                "types": types,
+                "keep": list(keep_field or []),
+                "patient_field": patient_field,
+                "with_spans": with_spans,
+            },
+        )
+    phi: Counter[str] = Counter()
+    notes_with_phi = 0
+
+    def count(lines: list[str]) -> None:
+        nonlocal notes_with_phi
+        counts = getattr(lines, "counts", None) or {}
+        phi.update(counts)
+        notes_with_phi += bool(counts)
+
+    summary = _run_file_command(
+        "deid",
+        job,
+        input,
+        output,
+        fields,
+        id_field,
+        keep_field,
+        errors,
+        input_format,
+        max_chars,
+        workers,
+        no_progress,
+        extra_fields=[patient_field] if patient_field else None,
+        on_result=count,
+    )
+    record = {
+        "command": "deid",
+        "ehrtext_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "input": str(input),
+        "output": str(output),
+        "strategy": strategy.value,
+        "types": types or list(PHI_TYPES),
+        "text_fields": fields,
+        "patient_field": patient_field,
+        "rows": {
+            "read": summary.read,
+            "written": summary.written,
+            "errors": summary.errors,
+            "blank": summary.blank,
+        },
+        "notes_with_phi": notes_with_phi,
+        "phi": {t: phi[t] for t in PHI_TYPES if phi[t]},
+        "phi_total": sum(phi.values()),
+        "seconds": round(summary.seconds, 3),
+        "mb_per_s": round(summary.bytes_read / 1e6 / summary.seconds, 3) if summary.seconds else 0,
+    }
+    with _clean_errors():
+        _write_json_atomic(audit_path, record)
+    kinds = ", ".join(f"{t} {n}" for t, n in phi.most_common()) or "none"
+    typer.echo(f"  PHI replaced: {sum(phi.values())} ({kinds}) -> audit {audit_path}", err=True)
+
+
+@app.command()
+def annotate(
+    input: InputArg,
+    output: OutputOpt,
+    with_tokens: Annotated[
+        bool, typer.Option("--tokens", help='Add "tokens": [[norm, start, end], ...].')
+    ] = False,
+    text_field: TextFieldOpt = None,
+    id_field: IdFieldOpt = None,
+    keep_field: KeepFieldOpt = None,
+    errors: ErrorsOpt = None,
+    input_format: InputFormatOpt = None,
+    backend: BackendOpt = Backend.rjieba,
+    max_chars: MaxCharsOpt = DEFAULT_MAX_CHARS,
+    workers: WorkersOpt = 1,
+    no_progress: NoProgressOpt = False,
+) -> None:
+    """Sections, concepts and their assertions (negated, uncertain, historical, family,
+    hypothetical) as JSONL, offsets into the note (several --text-field values are joined as
+    【field】value; "fields" says where each lies)."""
+    with _clean_errors():
+        from ehrtext.text import Tokenizer
+
+        clash = [k for k in keep_field or [] if k in ("sections", "concepts", "fields", "tokens")]
+        if clash:
+            raise InputError(f"--keep-field cannot be {clash[0]!r} (an output key)")
+        job = Job(
+            kind="annotate",
+            options={
+                "tokenizer": Tokenizer(backend=backend.value).config,
+                "with_tokens": with_tokens,
+            },
+        )
+    _run_file_command(
+        "annotate",
+        job,
+        input,
+        output,
+        text_field,
+        id_field,
+        keep_field,
+        errors,
+        input_format,
+        max_chars,
+        workers,
+        no_progress,
+    )
 
 
 from ehrtext.embeddings.cli import app as _embed_app  # noqa: E402 - gensim is imported lazily

@@ -577,7 +577,8 @@ def _load_sql(dsets: Any, uri: str, cache_dir: Any) -> datasets.Dataset:
         root = _root_cause(exc)
         kind = type(root).__name__
         safe_con = re.sub(r"://[^@/]*@", "://***@", con)  # no password in messages
-        raise InputError(f"{safe_con}: the SQL query failed ({kind}: {_first_line(root)})") from None
+        reason = f"{kind}: {_first_line(root)}"
+        raise InputError(f"{safe_con}: the SQL query failed ({reason})") from None
 
 
 def _root_cause(exc: BaseException) -> BaseException:

@@ -215,17 +215,25 @@ def build_rnn(bundle: Bundle, *, allow_tokenizer_mismatch: bool = False) -> _RNN
 
 
 class _LinearScorer:
+    """Probabilities of the linear model: its (calibrated) logits and the temperature."""
+
     accepts_text = True
 
-    def __init__(self, model: Any, task: str):
+    def __init__(self, model: Any, task: str, temperature: float):
         self.model = model
         self.task = task
+        self.temperature = float(temperature)
+
+    def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        return np.asarray(self.model.predict_logits(list(texts)))
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        p = np.asarray(self.model.predict_proba(list(texts)), dtype=np.float64)
-        if self.task == "binary" and p.ndim == 2:
-            p = p[:, -1]
-        return p
+        from ehrtext.metrics import apply_temperature
+
+        z = self.logits(texts)
+        if self.task == "binary":
+            z = z.reshape(-1)
+        return apply_temperature(z, self.temperature, self.task)
 
 
 def build_linear(bundle: Bundle, **_: Any) -> _LinearScorer:
@@ -240,12 +248,12 @@ def build_linear(bundle: Bundle, **_: Any) -> _LinearScorer:
     cfg = bundle.config
     try:
         model = TfidfLinearModel.from_state(bundle.tensors, cfg["linear"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, InputError) as exc:
         raise ModelFileError(
             f"{bundle.path}: the linear model cannot be rebuilt ({type(exc).__name__}: "
             f"{str(exc)[:300]})"
         ) from None
-    return _LinearScorer(model, cfg["task"])
+    return _LinearScorer(model, cfg["task"], cfg.get("temperature", 1.0))
 
 
 # --------------------------------------------------------------------------------------------
@@ -341,13 +349,16 @@ class RiskModel:
         if isinstance(inputs, Mapping):
             raise InputError("predict takes a list of records, not one record: wrap it in [...]")
         if not isinstance(inputs, Iterable):
-            raise InputError(f"predict takes texts, records, a DataFrame or a Dataset, got "
-                             f"{describe_type(inputs)}")
+            raise InputError(
+                f"predict takes texts, records, a DataFrame or a Dataset, got "
+                f"{describe_type(inputs)}"
+            )
         rows = list(inputs)
         return rows, any(isinstance(r, Mapping) for r in rows)
 
-    def _texts(self, rows: list[Any], as_records: bool, ids: Sequence[Any] | None
-               ) -> tuple[list[str | None], list[Any], list[RowProblem]]:
+    def _texts(
+        self, rows: list[Any], as_records: bool, ids: Sequence[Any] | None
+    ) -> tuple[list[str | None], list[Any], list[RowProblem]]:
         spec = self.spec
         id_field = spec.id_field if spec else None
         if ids is not None:

@@ -322,12 +322,21 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{float(value):.{digits}f}"
 
 
+def _compact(count: int) -> str:
+    """1704 → '1704', 23456 → '23k', 1234567 → '1.2M' (bar labels)."""
+    if count < 10_000:
+        return str(count)
+    if count < 1_000_000:
+        return f"{count // 1000}k"
+    return f"{count / 1e6:.1f}M"
+
+
 def _short(name: str, limit: int = 26) -> str:
     return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
 def _legend(name: str, value: Any, what: str) -> str:
-    return f"{_short(name)} ({what} {_fmt(value)})"
+    return f"{_short(name, 40)} ({what} {_fmt(value)})"
 
 
 def _summary_line(result: Mapping[str, Any]) -> str:
@@ -510,11 +519,13 @@ def _line_chart(
     diagonal: bool = False,
     horizontal: float | None = None,
 ) -> str:
-    x0, y0, w, h = 58.0, 34.0, 320.0, 320.0
-    legend_x = x0 + w + 16
-    legend_h = 18 * len(series) + 10
-    width = int(legend_x + 36 + max((_text_width(s[0]) for s in series), default=0))
-    height = int(max(y0 + h + 50, y0 + legend_h + 10))
+    # the legend sits under the plot, so that two charts fit side by side whatever the names
+    x0, y0, w, h = 58.0, 34.0, 340.0, 300.0
+    legend_x, legend_y = x0, y0 + h + 62
+    width = int(
+        max(x0 + w + 20, legend_x + 36 + max((_text_width(s[0]) for s in series), default=0))
+    )
+    height = int(legend_y + 18 * len(series) + 4)
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="{_e(title)}">'
@@ -541,7 +552,7 @@ def _line_chart(
             f'stroke-width="1.8"{dash_attr}><title>{_e(name)}</title></polyline>'
         )
     for i, (name, _, _, color, dash) in enumerate(series):
-        ly = y0 + 8 + 18 * i
+        ly = legend_y + 18 * i
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
         out.append(
             f'<line x1="{legend_x}" y1="{ly}" x2="{legend_x + 22}" y2="{ly}" stroke="{color}" '
@@ -607,6 +618,11 @@ def _reliability_chart(bins: Mapping[str, list], ece: float) -> str:
             f'width="{(right - left) * w - 2:.1f}" height="{bh:.1f}" fill="#9d9d9d">'
             f"<title>{counts[b]} predictions</title></rect>"
         )
+        if (right - left) * w >= 18:  # the count above its bar, where there is room
+            out.append(
+                f'<text x="{x0 + (left + right) / 2 * w:.1f}" y="{hist_y0 + hist_h - bh - 3:.1f}" '
+                f'font-size="9" fill="#555" text-anchor="middle">{_compact(counts[b])}</text>'
+            )
     out.append(
         f'<text x="{x0 - 8}" y="{hist_y0 + 10}" font-size="11" text-anchor="end">{max_count}</text>'
     )
@@ -645,10 +661,12 @@ def _blues(share: float) -> str:
 def _confusion_svg(cm: np.ndarray, labels: Sequence[str]) -> str:
     c = cm.shape[0]
     cell = 44 if c <= 6 else 28 if c <= 15 else 15
+    fs = 11 if c <= 15 else 9
     names = [_short(str(n), 22) for n in labels]
-    left = 12 + 7 * max(len(n) for n in names)  # room for row labels
-    top = 14 + 7 * max(len(n) for n in names)  # room for rotated column labels
-    width = int(left + c * cell + 30 + 3.5 * max(len(n) for n in names))
+    longest = max(_text_width(n, fs) for n in names)
+    left = int(34 + longest)  # room for the row labels and the axis title
+    top = int(14 + longest * 0.87)  # room for the column labels, rotated by 60 degrees
+    width = int(left + c * cell + 20 + longest * 0.5)
     height = int(top + c * cell + 40)
     row_sums = cm.sum(axis=1)
     show_counts = c <= 15
@@ -656,7 +674,6 @@ def _confusion_svg(cm: np.ndarray, labels: Sequence[str]) -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="Confusion matrix">'
     ]
-    fs = 11 if c <= 15 else 9
     for i in range(c):
         for j in range(c):
             share = cm[i, j] / row_sums[i] if row_sums[i] else 0.0
@@ -685,6 +702,11 @@ def _confusion_svg(cm: np.ndarray, labels: Sequence[str]) -> str:
     out.append(
         f'<text x="{left + c * cell / 2}" y="{top + c * cell + 24}" font-size="12" '
         'text-anchor="middle">Predicted class</text>'
+    )
+    mid = top + c * cell / 2
+    out.append(
+        f'<text x="14" y="{mid}" font-size="12" text-anchor="middle" '
+        f'transform="rotate(-90 14 {mid})">True class</text>'
     )
     out.append("</svg>")
     return '<div class="scroll">' + "".join(out) + "</div>"

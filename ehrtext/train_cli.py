@@ -32,8 +32,8 @@ Example::
 
 from __future__ import annotations
 
-import json
 import inspect
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -144,7 +144,8 @@ class TrainOptions:
         unknown = sorted(set(data) - names)
         if unknown:
             raise InputError(
-                f"unknown training option(s): {', '.join(unknown)} (known: {', '.join(sorted(names))})"
+                f"unknown training option(s): {', '.join(unknown)} "
+                f"(known: {', '.join(sorted(names))})"
             )
         return cls(**data)
 
@@ -271,8 +272,7 @@ def prepare_data(options: TrainOptions) -> PreparedData:
         train_ds, val_ds = tokenized, tokenize_dataset(val_raw, spec, **common)
         split = f"validation: the separate file(s) {options.val_data} ({len(val_ds)} rows)"
     else:
-        parts = split_dataset(tokenized, spec, val_fraction=options.val_fraction,
-                              seed=options.seed)
+        parts = split_dataset(tokenized, spec, val_fraction=options.val_fraction, seed=options.seed)
         train_ds, val_ds = parts["train"], parts["validation"]
         grouped = f", grouped by {spec.patient_field}" if spec.patient_field else ""
         split = (
@@ -286,8 +286,7 @@ def prepare_data(options: TrainOptions) -> PreparedData:
     val_enc = encode_dataset(val_ds, vocab, max_len=options.max_len)
 
     def examples(enc: Any) -> list[dict[str, Any]]:
-        return [{"input_ids": ids, "target": t}
-                for ids, t in zip(enc["input_ids"], enc["target"])]
+        return [{"input_ids": ids, "target": t} for ids, t in zip(enc["input_ids"], enc["target"])]
 
     return PreparedData(
         spec=spec,
@@ -308,8 +307,9 @@ def _texts(ds: Any, spec: Any) -> list[str]:
     return [spec.join_text(rec) for rec in sub]
 
 
-def _embedding_matrix(options: TrainOptions, vocab: Any, dictionary_hash: str
-                      ) -> tuple[Any, dict[str, Any]]:
+def _embedding_matrix(
+    options: TrainOptions, vocab: Any, dictionary_hash: str
+) -> tuple[Any, dict[str, Any]]:
     from ehrtext.embeddings import build_embedding_matrix, load_vectors
 
     res = load_vectors(options.embeddings)
@@ -329,8 +329,9 @@ def _embedding_matrix(options: TrainOptions, vocab: Any, dictionary_hash: str
     return matrix, info
 
 
-def _calibrate(task: str, logits: np.ndarray, targets: np.ndarray, calibrate: bool
-               ) -> tuple[float, np.ndarray]:
+def _calibrate(
+    task: str, logits: np.ndarray, targets: np.ndarray, calibrate: bool
+) -> tuple[float, np.ndarray]:
     from ehrtext.metrics import apply_temperature, fit_temperature
 
     z = logits.reshape(-1) if task == "binary" else logits
@@ -338,8 +339,9 @@ def _calibrate(task: str, logits: np.ndarray, targets: np.ndarray, calibrate: bo
     return temperature, apply_temperature(z, temperature, task)
 
 
-def train_model(options: TrainOptions | dict[str, Any],
-                prepared: PreparedData | None = None) -> TrainOutcome:
+def train_model(
+    options: TrainOptions | dict[str, Any], prepared: PreparedData | None = None
+) -> TrainOutcome:
     """Train a model from ``options`` and save its directory at ``options.output`` (if set).
 
     Example:
@@ -377,7 +379,8 @@ def train_model(options: TrainOptions | dict[str, Any],
         "seed": options.seed,
         "options": {k: v for k, v in options.to_dict().items() if k not in ("data", "output")},
         "data": {
-            "source": [str(p) for p in options.data] if isinstance(options.data, list)
+            "source": [str(p) for p in options.data]
+            if isinstance(options.data, list)
             else str(options.data),
             "train_rows": len(prepared.train),
             "validation_rows": len(prepared.validation),
@@ -389,17 +392,21 @@ def train_model(options: TrainOptions | dict[str, Any],
     if options.model == "linear":
         from ehrtext.models.linear import TfidfLinearModel
 
-        model = TfidfLinearModel(**options.linear)
+        linear_opts = {
+            "tokenizer_config": prepared.tokenizer_config,
+            "seed": options.seed,
+            **options.linear,
+        }
+        model = TfidfLinearModel(**linear_opts)
         train_targets = list(prepared.train["target"])
         model.fit(_texts(prepared.train, spec), train_targets, task, labels)
-        val_probs = np.asarray(model.predict_proba(_texts(prepared.validation, spec)))
-        if task == "binary" and val_probs.ndim == 2:
-            val_probs = val_probs[:, -1]
-        temperature = 1.0
+        val_logits = np.asarray(model.predict_logits(_texts(prepared.validation, spec)))
+        temperature, val_probs = _calibrate(task, val_logits, val_targets, options.calibrate)
         arrays, linear_cfg = model.to_state()
         tensors, vocab_out = dict(arrays), None
         config["linear"] = linear_cfg
     else:
+        from ehrtext.data import LengthBucketSampler
         from ehrtext.models.rnn import RNNClassifier
         from ehrtext.training import (
             BatchLoader,
@@ -408,7 +415,6 @@ def train_model(options: TrainOptions | dict[str, Any],
             Trainer,
             seed_everything,
         )
-        from ehrtext.data import LengthBucketSampler
 
         seed_everything(options.seed)
         pretrained = None
@@ -431,8 +437,9 @@ def train_model(options: TrainOptions | dict[str, Any],
         )
         train_lengths = [max(1, len(e["input_ids"])) for e in prepared.train_examples]
         if options.bucket:
-            sampler: Any = LengthBucketSampler(train_lengths, options.batch_size, shuffle=True,
-                                               seed=options.seed)
+            sampler: Any = LengthBucketSampler(
+                train_lengths, options.batch_size, shuffle=True, seed=options.seed
+            )
         else:
             sampler = RandomBatchSampler(len(train_lengths), options.batch_size, seed=options.seed)
         val_lengths = [max(1, len(e["input_ids"])) for e in prepared.val_examples]
@@ -473,8 +480,15 @@ def train_model(options: TrainOptions | dict[str, Any],
     thresholds = tune_thresholds(val_targets, val_probs, task)
     config["thresholds"] = None if thresholds is None else [float(t) for t in thresholds]
     config["temperature"] = temperature
-    metrics = compute_metrics(val_targets, val_probs, task, labels, thresholds,
-                              n_bootstrap=options.n_bootstrap, seed=options.seed)
+    metrics = compute_metrics(
+        val_targets,
+        val_probs,
+        task,
+        labels,
+        thresholds,
+        n_bootstrap=options.n_bootstrap,
+        seed=options.seed,
+    )
     metrics = to_jsonable(metrics)
     metrics["split"] = prepared.split + (
         "; this split also chose the epoch, the temperature and the thresholds, so these "
@@ -483,15 +497,16 @@ def train_model(options: TrainOptions | dict[str, Any],
     metrics["train_seconds"] = round(time.perf_counter() - t_start, 2)
     out_path = None
     if options.output:
-        out_path = save_bundle(options.output, config=config, tensors=tensors, vocab=vocab_out,
-                               metrics=metrics)
-    return TrainOutcome(out_path, metrics, history, val_probs, val_targets, model, config,
-                        prepared)
+        out_path = save_bundle(
+            options.output, config=config, tensors=tensors, vocab=vocab_out, metrics=metrics
+        )
+    return TrainOutcome(out_path, metrics, history, val_probs, val_targets, model, config, prepared)
 
 
 def _check_output(path: Path) -> None:
-    if path.exists() and (not path.is_dir() or (any(path.iterdir())
-                                                 and not (path / "ehrtext.json").exists())):
+    if path.exists() and (
+        not path.is_dir() or (any(path.iterdir()) and not (path / "ehrtext.json").exists())
+    ):
         raise InputError(f"{path} exists and is not a model directory: choose another --output")
 
 
@@ -572,54 +587,110 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def train(
-    data: Annotated[list[str] | None, typer.Option(
-        "--data", help="Training data: JSONL/CSV/TSV/Parquet path (repeatable) or SQL URI.",
-        show_default=False)] = None,
-    config: Annotated[Path | None, typer.Option(
-        "--config", help="TOML or JSON file with any training option.", show_default=False)] = None,
-    text_field: Annotated[list[str] | None, typer.Option(
-        "--text-field", "-f", help="Text field (repeat for section fields).",
-        show_default=False)] = None,
-    label_field: Annotated[str | None, typer.Option(
-        "--label-field", help="Label field (default: label).", show_default=False)] = None,
-    task: Annotated[str | None, typer.Option(
-        "--task", help="binary, multiclass or multilabel (default: multiclass).",
-        show_default=False)] = None,
-    model: Annotated[str | None, typer.Option(
-        "--model", help="bigru, bilstm or linear (default: bigru).", show_default=False)] = None,
-    embeddings: Annotated[str | None, typer.Option(
-        "--embeddings", help="Word2vec directory (ehrtext embed train) for the embedding.",
-        show_default=False)] = None,
-    val_fraction: Annotated[float | None, typer.Option(
-        "--val-fraction", help="Validation share carved from the data (default 0.1).",
-        show_default=False)] = None,
+    data: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--data",
+            help="Training data: JSONL/CSV/TSV/Parquet path (repeatable) or SQL URI.",
+            show_default=False,
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="TOML or JSON file with any training option.", show_default=False
+        ),
+    ] = None,
+    text_field: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--text-field", "-f", help="Text field (repeat for section fields).", show_default=False
+        ),
+    ] = None,
+    label_field: Annotated[
+        str | None,
+        typer.Option("--label-field", help="Label field (default: label).", show_default=False),
+    ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task",
+            help="binary, multiclass or multilabel (default: multiclass).",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="bigru, bilstm or linear (default: bigru).", show_default=False
+        ),
+    ] = None,
+    embeddings: Annotated[
+        str | None,
+        typer.Option(
+            "--embeddings",
+            help="Word2vec directory (ehrtext embed train) for the embedding.",
+            show_default=False,
+        ),
+    ] = None,
+    val_fraction: Annotated[
+        float | None,
+        typer.Option(
+            "--val-fraction",
+            help="Validation share carved from the data (default 0.1).",
+            show_default=False,
+        ),
+    ] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", show_default=False)] = None,
     seed: Annotated[int | None, typer.Option("--seed", show_default=False)] = None,
-    output: Annotated[str | None, typer.Option(
-        "--output", "-o", help="Model directory to write.", show_default=False)] = None,
+    output: Annotated[
+        str | None,
+        typer.Option("--output", "-o", help="Model directory to write.", show_default=False),
+    ] = None,
     id_field: Annotated[str | None, typer.Option("--id-field", show_default=False)] = None,
-    patient_field: Annotated[str | None, typer.Option(
-        "--patient-field", help="Patient id: validation split grouped by patient.",
-        show_default=False)] = None,
-    label_sep: Annotated[str | None, typer.Option(
-        "--label-sep", help="Separator of multi-label strings.", show_default=False)] = None,
+    patient_field: Annotated[
+        str | None,
+        typer.Option(
+            "--patient-field",
+            help="Patient id: validation split grouped by patient.",
+            show_default=False,
+        ),
+    ] = None,
+    label_sep: Annotated[
+        str | None,
+        typer.Option("--label-sep", help="Separator of multi-label strings.", show_default=False),
+    ] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", show_default=False)] = None,
-    max_len: Annotated[int | None, typer.Option(
-        "--max-len", help="Tokens kept per note (default 512).", show_default=False)] = None,
-    freeze_embeddings: Annotated[bool | None, typer.Option(
-        "--freeze-embeddings/--finetune-embeddings", show_default=False)] = None,
-    threads: Annotated[int | None, typer.Option(
-        "--threads", help="torch CPU threads.", show_default=False)] = None,
-    num_proc: Annotated[int | None, typer.Option(
-        "--num-proc", help="Tokenization processes.", show_default=False)] = None,
-    checkpoint_dir: Annotated[str | None, typer.Option(
-        "--checkpoint-dir", help="Save a checkpoint after every epoch here.",
-        show_default=False)] = None,
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Continue from the checkpoint in --checkpoint-dir.")] = False,
-    set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="Any option as KEY=VALUE (JSON value), e.g. --set hidden_size=256.",
-        show_default=False)] = None,
+    max_len: Annotated[
+        int | None,
+        typer.Option("--max-len", help="Tokens kept per note (default 512).", show_default=False),
+    ] = None,
+    freeze_embeddings: Annotated[
+        bool | None, typer.Option("--freeze-embeddings/--finetune-embeddings", show_default=False)
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="torch CPU threads.", show_default=False)
+    ] = None,
+    num_proc: Annotated[
+        int | None, typer.Option("--num-proc", help="Tokenization processes.", show_default=False)
+    ] = None,
+    checkpoint_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--checkpoint-dir", help="Save a checkpoint after every epoch here.", show_default=False
+        ),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the checkpoint in --checkpoint-dir.")
+    ] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Any option as KEY=VALUE (JSON value), e.g. --set hidden_size=256.",
+            show_default=False,
+        ),
+    ] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
 ) -> None:
     """Train a risk model (BiGRU, BiLSTM or TF-IDF linear) and save its model directory."""
@@ -672,15 +743,22 @@ def train(
 
 
 def evaluate(
-    model: Annotated[Path, typer.Option("--model", "-m", help="Model directory.",
-                                        show_default=False)],
-    data: Annotated[list[str], typer.Option("--data", help="Labelled test data (repeatable).",
-                                            show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Report directory.",
-                                         show_default=False)],
-    label_field: Annotated[str | None, typer.Option(
-        "--label-field", help="Label field if it differs from training.",
-        show_default=False)] = None,
+    model: Annotated[
+        Path, typer.Option("--model", "-m", help="Model directory.", show_default=False)
+    ],
+    data: Annotated[
+        list[str],
+        typer.Option("--data", help="Labelled test data (repeatable).", show_default=False),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Report directory.", show_default=False)
+    ],
+    label_field: Annotated[
+        str | None,
+        typer.Option(
+            "--label-field", help="Label field if it differs from training.", show_default=False
+        ),
+    ] = None,
     n_bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap replicates.")] = 1000,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
@@ -690,11 +768,21 @@ def evaluate(
 
     with _clean_errors():
         src: str | list[str] = data[0] if len(data) == 1 else list(data)
-        result = evaluate_model(model, src, output, label_field=label_field,
-                                n_bootstrap=n_bootstrap, batch_size=batch_size, seed=seed)
+        result = evaluate_model(
+            model,
+            src,
+            output,
+            label_field=label_field,
+            n_bootstrap=n_bootstrap,
+            batch_size=batch_size,
+            seed=seed,
+        )
         macro = result.get("macro") or {}
-        parts = [f"{k} {macro[k]:.4f}" for k in ("auroc", "auprc", "f1")
-                 if isinstance(macro.get(k), (int, float))]
+        parts = [
+            f"{k} {macro[k]:.4f}"
+            for k in ("auroc", "auprc", "f1")
+            if isinstance(macro.get(k), (int, float))
+        ]
         acc = (result.get("overall") or {}).get("accuracy")
         if isinstance(acc, (int, float)):
             parts.append(f"accuracy {acc:.4f}")
@@ -714,4 +802,3 @@ def register(app: typer.Typer) -> None:
     """
     app.command(name="train")(train)
     app.command(name="evaluate")(evaluate)
-

@@ -35,15 +35,24 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def load(name: str):
     """(texts, y, task, labels) for one of the example tasks."""
     if name == "chip_ctc":
-        rows = [json.loads(line) for line in open(DATA / "chip_ctc" / "train.jsonl", encoding="utf-8")]
+        rows = [
+            json.loads(line) for line in open(DATA / "chip_ctc" / "train.jsonl", encoding="utf-8")
+        ]
         texts = [r["text"].strip() for r in rows]
         labels = sorted({r["label"] for r in rows})
         index = {lab: i for i, lab in enumerate(labels)}
         return texts, np.array([index[r["label"]] for r in rows]), "multiclass", labels
-    rows = [json.loads(line) for line in open(DATA / "dxy_selfreport" / "train.jsonl", encoding="utf-8")]
+    rows = [
+        json.loads(line) for line in open(DATA / "dxy_selfreport" / "train.jsonl", encoding="utf-8")
+    ]
     texts = [r["self_report"] for r in rows]
     if name == "dxy_binary":
-        return texts, np.array([int(r["disease"] == "肺炎") for r in rows]), "binary", ["其他", "肺炎"]
+        return (
+            texts,
+            np.array([int(r["disease"] == "肺炎") for r in rows]),
+            "binary",
+            ["其他", "肺炎"],
+        )
     if name == "dxy_symptoms":  # which symptoms the consultation records (multi-label)
         counts: dict[str, int] = {}
         for r in rows:
@@ -66,9 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     texts, y, task, labels = load(args.dataset)
     idx = np.arange(len(texts))
     strat = y if task != "multilabel" else None
-    idx_train, idx_rest = train_test_split(idx, test_size=0.3, random_state=args.seed, stratify=strat)
+    idx_train, idx_rest = train_test_split(
+        idx, test_size=0.3, random_state=args.seed, stratify=strat
+    )
     strat_rest = y[idx_rest] if task != "multilabel" else None
-    idx_val, idx_test = train_test_split(idx_rest, test_size=0.5, random_state=args.seed, stratify=strat_rest)
+    idx_val, idx_test = train_test_split(
+        idx_rest, test_size=0.5, random_state=args.seed, stratify=strat_rest
+    )
 
     t0 = time.perf_counter()
     vec = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), min_df=2, sublinear_tf=True)
@@ -76,7 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     x_val = vec.transform([texts[i] for i in idx_val])
     x_test = vec.transform([texts[i] for i in idx_test])
     if task == "multilabel":
-        models = [LogisticRegression(C=10, max_iter=2000).fit(x_train, y[idx_train, j]) for j in range(y.shape[1])]
+        models = [
+            LogisticRegression(C=10, max_iter=2000).fit(x_train, y[idx_train, j])
+            for j in range(y.shape[1])
+        ]
         val_p = np.column_stack([m.predict_proba(x_val)[:, 1] for m in models])
         test_p = np.column_stack([m.predict_proba(x_test)[:, 1] for m in models])
         coefs = np.stack([m.coef_[0] for m in models])
@@ -95,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     thresholds = M.tune_thresholds(y[idx_val], val_cal, task)
     ece_before = M.expected_calibration_error(y[idx_test], test_p)
     ece_after = M.expected_calibration_error(y[idx_test], test_cal)
-    print(f"temperature {temperature:.3f}; test ECE {ece_before:.4f} -> {ece_after:.4f}", file=sys.stderr)
+    print(
+        f"temperature {temperature:.3f}; test ECE {ece_before:.4f} -> {ece_after:.4f}",
+        file=sys.stderr,
+    )
 
     t0 = time.perf_counter()
     result = write_report(
@@ -138,7 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         if col is not None and coefs[target, col] > 0:
             spans.append((pos, pos + 1, float(coefs[target, col])))
     page = render_explanation(
-        text, spans, title=f"Why {labels[-1] if task == 'binary' else labels[target]}?", probabilities=prob_table
+        text,
+        spans,
+        title=f"Why {labels[-1] if task == 'binary' else labels[target]}?",
+        probabilities=prob_table,
     )
     (Path(args.out) / "explanation.html").write_text(page, encoding="utf-8")
     summary = {k: result["macro"].get(k) for k in ("auroc", "auprc", "f1")}

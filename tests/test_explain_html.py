@@ -78,7 +78,7 @@ def test_intensity_grows_with_weight_and_title_carries_weight():
     assert [m["title"] for m in marks] == ["weight 0.2", "weight 0.5", "weight 1"]
     greens = [int(re.search(r"rgb\((\d+), (\d+), (\d+)\)", m["style"]).group(2)) for m in marks]
     assert greens[0] > greens[1] > greens[2]  # redder as the weight grows
-    assert f"rgb{highlight_color(1.0)}".replace(",", ", ") in marks[2]["style"]
+    assert f"rgb{highlight_color(1.0)}" in marks[2]["style"]
     assert "丁" not in "".join(m["text"] for m in marks)
 
 

@@ -197,21 +197,31 @@ def read_manifest(
                 values = {str(r.fields.get(label_field)) for r in rows}
                 values.discard("None")
                 task = "binary" if len(values) <= 2 else "multiclass"
+        label_names = list(labels) if labels is not None else None
+        if label_names is None and label_field is not None and task != "multilabel":
+            probe = TaskSpec([image_field], "multiclass", label_field=label_field)
+            usable = [r.fields for r in rows if not _missing(r.fields.get(label_field))]
+            label_names = probe.resolve(usable).labels if usable else None
+            if task == "binary" and label_names is not None:
+                if set(label_names) <= {"0", "1", "0.0", "1.0", "true", "false", "True", "False"}:
+                    label_names = None  # 0/1 flags: TaskSpec's default ["0", "1"]
+                elif len(label_names) != 2:
+                    raise InputError(
+                        f"{p}: a binary task needs two label values, found {len(label_names)}"
+                    )
         spec = TaskSpec(
             [image_field],
             task,
             label_field=label_field,
             label_fields=list(label_fields) if label_fields else None,
-            labels=list(labels) if labels is not None else None,
+            labels=label_names,
             id_field=id_field,
             patient_field=patient_field,
             label_sep=label_sep,
         )
-        if spec.labels is None or (task == "binary" and labels is None and label_field):
+        if spec.labels is None:
             usable = [r.fields for r in rows if not _missing(r.fields.get(label_field))]
-            spec = TaskSpec.from_dict({**spec.to_dict(), "labels": None}).resolve(usable)
-            if task == "binary" and len(spec.labels) == 1:
-                raise InputError(f"{p}: only one label value ({spec.labels[0]!r}) in the data")
+            spec = spec.resolve(usable)
         kept = []
         for r in rows:
             try:

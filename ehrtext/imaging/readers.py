@@ -403,7 +403,7 @@ def array_to_image(arr: np.ndarray, source: str = "<array>") -> ImageData:
     if arr.dtype.kind not in "biuf":
         raise InputError(f"{source}: array of dtype {arr.dtype} is not an image")
     kind = arr.dtype
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] not in (1, 3, 4):
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4:
         arr = _to_grey(arr)
     if arr.ndim == 2:
         arr = arr[None]

@@ -97,14 +97,14 @@ def to_model_input(image: Any, size: int | None, *, scale: bool = True) -> np.nd
         >>> to_model_input(np.zeros((10, 12)), 8).shape
         (1, 8, 8)
     """
-    if hasattr(image, "scaled") and hasattr(image, "value_range"):
-        arr, scale = image.scaled(), False
+    if hasattr(image, "scaled") and hasattr(image, "value_range"):  # ImageData: [C, H, W]
+        arr, scale = image.scaled().mean(axis=0, keepdims=True), False
     else:
         arr = np.asarray(image, dtype=np.float32)
     if arr.ndim == 2:
         arr = arr[None]
-    elif arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] not in (1, 3, 4):
-        arr = arr[..., :3].mean(axis=-1)[None]  # channel-last colour → grey
+    elif arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4:
+        arr = arr[..., :3].mean(axis=-1)[None]  # channel-last colour ([H, W, 3], H > 4) → grey
     elif arr.ndim == 3:
         arr = arr.mean(axis=0, keepdims=True)  # frames / colour channels → one grey image
     else:

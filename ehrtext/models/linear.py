@@ -548,4 +548,7 @@ def _fit_platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     from sklearn.linear_model import LogisticRegression
 
     lr = LogisticRegression(C=1e4, max_iter=1000).fit(z.reshape(-1, 1), y)
-    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    if not a > 0:  # too little data to calibrate: a falling curve would invert the ranking
+        return 1.0, 0.0
+    return a, b

@@ -1,9 +1,10 @@
 """BiGRU / BiLSTM note classifier: embedding → packed bidirectional RNN → masked pooling → head.
 
-Padding never reaches the model: the RNN runs over packed sequences (each note only over its
-own tokens), and the pooling ignores the padded positions (attention scores are set to
-``-inf`` there, max pooling ignores them, mean pooling divides by the true length). So a note
-gives the same logits alone or padded inside a batch (tested).
+Padding never reaches the model: the RNN runs over packed sequences, each note over its own
+tokens only (a batch without any padding, as length-bucketed batches often are, skips the
+packing: same tokens, faster on CPU), and the pooling ignores the padded positions (attention
+scores are set to ``-inf`` there, max pooling ignores them, mean pooling divides by the true
+length). So a note gives the same logits alone or padded inside a batch (tested).
 
 Heads, by task:
 
@@ -209,10 +210,15 @@ class RNNClassifier(nn.Module):
         max_len = input_ids.shape[1]
         lengths = lengths.to("cpu", torch.int64).clamp(min=1, max=max(max_len, 1))
         emb = self.dropout(self.embedding(input_ids))
+        mask = sequence_mask(lengths.to(input_ids.device), max_len)
+        if bool((lengths == max_len).all()):
+            # no padding in this batch (length-bucketed batches often are): the plain RNN
+            # call reads the same tokens as the packed one and is ~1.5x faster on CPU
+            states, _ = self.rnn(emb)
+            return states, mask
         packed = pack_padded_sequence(emb, lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.rnn(packed)
         states, _ = pad_packed_sequence(out, batch_first=True, total_length=max_len)
-        mask = sequence_mask(lengths.to(input_ids.device), max_len)
         return states, mask
 
     def forward(

@@ -53,7 +53,7 @@ from ehrtext.scoring.scorer import (
     default_torch_threads,
     is_multilabel,
 )
-from ehrtext.scoring.sinks import OutputSchema, ScoreRow, open_sink
+from ehrtext.scoring.sinks import OutputSchema, ScoreRow, check_output, open_sink
 from ehrtext.scoring.sources import open_source
 from ehrtext.textio import DEFAULT_MAX_CHARS, ErrorSink, Record
 
@@ -84,7 +84,8 @@ class ScoreSummary:
             it holds the errors of the whole input).
         skipped: rows whose id was already in the output (``resume``).
         chunks: chunks committed by this run.
-        seconds: wall time of the run.
+        seconds: wall time of the run (model loading included).
+        load_seconds: of which loading the model in this process.
         error_codes: errors by code.
 
     Example:
@@ -102,6 +103,7 @@ class ScoreSummary:
     error_codes: dict[str, int] = field(default_factory=dict)
     output: str = ""
     errors_path: str = ""
+    load_seconds: float = 0.0
 
     @property
     def adds_up(self) -> bool:
@@ -110,11 +112,13 @@ class ScoreSummary:
 
     def line(self) -> str:
         """A one-line summary (no note text)."""
-        rate = self.scored / self.seconds if self.seconds > 0 else 0.0
+        busy = self.seconds - self.load_seconds
+        rate = self.scored / busy if busy > 0 else 0.0
         text = (
             f"ehrtext score: read {self.read} rows: {self.scored} scored, {self.errors} errors, "
             f"{self.skipped} skipped (already in the output); {self.chunks} chunks in "
-            f"{self.seconds:.2f} s ({rate:.1f} notes/s) -> {self.output}"
+            f"{self.seconds:.2f} s (model load {self.load_seconds:.2f} s; {rate:.1f} notes/s) "
+            f"-> {self.output}"
         )
         if self.errors:
             kinds = ", ".join(
@@ -164,6 +168,16 @@ class _ChunkScorer:
             params = {}  # type: ignore[assignment]
         if batch_size is not None and "batch_size" in params:
             self.kwargs["batch_size"] = batch_size
+
+    def warm_up(self) -> None:
+        """Score one tiny note, so dictionaries and kernels load now (a broken installation
+        fails before any row is read) and the first chunk is not slower than the others."""
+        try:
+            self.scorer.predict(["预热"], ids=["warm-up"], **self.kwargs)
+        except (ResourceError, ModelFileError):
+            raise
+        except Exception:  # noqa: BLE001 - a model may refuse such a short note; fine
+            pass
 
     def __call__(self, task: ChunkTask) -> list[Outcome]:
         rows, ids, inputs = task
@@ -259,6 +273,7 @@ def _init_worker(factory: ScorerFactory, batch_size: int | None, threads: int | 
             except ImportError:
                 pass
         _WORKER = _ChunkScorer(factory.load(), batch_size)
+        _WORKER.warm_up()
     except BaseException as exc:  # noqa: BLE001 - reported on the first chunk
         _WORKER_ERROR = exc
 
@@ -392,29 +407,46 @@ def score(
     if in_loc.kind == "file" and errors_file.resolve() == Path(in_loc.path or "").resolve():
         raise InputError(f"{errors_file}: the errors file must differ from the input")
 
-    factory: ScorerFactory | None
+    # Cheap checks first: a wrong path or a leftover output should not cost a model load.
+    check_output(out_loc, resume=resume, overwrite=overwrite)
+    if in_loc.kind == "file" and not Path(in_loc.path or "").is_file():
+        raise InputError(f"{in_loc.path}: input file not found")
+
+    factory: ScorerFactory | None = None
+    local: _ChunkScorer | None = None
     if hasattr(scorer, "predict"):
         if workers > 1:
             raise InputError(
                 "workers > 1 needs a scorer factory (e.g. ModelDirectory), not a loaded scorer"
             )
-        factory, loaded = None, scorer
+        local = _ChunkScorer(scorer, batch_size)  # type: ignore[arg-type]
     else:
         factory = scorer  # type: ignore[assignment]
-        loaded = factory.load()  # type: ignore[union-attr]
-    local = _ChunkScorer(loaded, batch_size)  # also gives the output schema
-    schema = local.schema
-    fields = list(text_fields) if text_fields else (_model_text_fields(loaded) or ["text"])
+        describe = getattr(factory, "describe", None)
+        if workers > 1 and describe is not None:
+            info = describe()  # labels etc. without loading the model here: workers do that
+            schema = OutputSchema(tuple(str(x) for x in info.labels), info.task == "multilabel")
+            model_fields = info.text_fields
+        else:
+            local = _ChunkScorer(factory.load(), batch_size)  # type: ignore[union-attr]
+    if local is not None:
+        schema = local.schema
+        model_fields = _model_text_fields(local.scorer)
+        if workers <= 1:
+            local.warm_up()
+        else:
+            local = None  # workers load their own copy
+    load_seconds = time.perf_counter() - start
+    fields = list(text_fields) if text_fields else (model_fields or ["text"])
     as_records = len(fields) > 1
-    if workers > 1:
-        local = None  # type: ignore[assignment]  # workers load their own copy
-        loaded = None  # type: ignore[assignment]
 
     errors = ErrorSink(errors_file)
     source = None
     sink = None
     finished = False
-    summary = ScoreSummary(output=out_loc.display(), errors_path=str(errors_file))
+    summary = ScoreSummary(
+        output=out_loc.display(), errors_path=str(errors_file), load_seconds=load_seconds
+    )
     try:
         source = open_source(
             in_loc, fields, id_field, errors, max_chars=max_chars, input_format=input_format

@@ -20,11 +20,19 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ModelDirectory", "Scorer", "ScorerFactory", "is_multilabel", "quantize_scorer"]
+__all__ = [
+    "ModelDirectory",
+    "Scorer",
+    "ScorerFactory",
+    "ScorerInfo",
+    "is_multilabel",
+    "quantize_scorer",
+]
 
 
 @runtime_checkable
@@ -62,6 +70,20 @@ def is_multilabel(scorer: Any) -> bool:
 
 
 @dataclass(frozen=True)
+class ScorerInfo:
+    """What the engine needs to know before any model is loaded.
+
+    Example:
+        >>> ScorerInfo(labels=["a", "b"], task="multiclass", text_fields=["text"]).task
+        'multiclass'
+    """
+
+    labels: list[str]
+    task: str
+    text_fields: list[str] | None = None
+
+
+@dataclass(frozen=True)
 class ModelDirectory:
     """Factory for a saved model directory; ``quantize`` applies dynamic int8 quantization.
 
@@ -72,6 +94,22 @@ class ModelDirectory:
     path: str
     quantize: bool = False
     torch_threads: int | None = None
+
+    def describe(self) -> ScorerInfo:
+        """Labels, task and text fields from ``ehrtext.json``, without loading the weights
+        (the main process of a multi-worker run needs no model of its own)."""
+        from ehrtext.bundle import read_config
+        from ehrtext.errors import ModelFileError
+
+        cfg = read_config(self.path)
+        try:
+            labels = [str(x) for x in cfg["labels"]]
+            task = str(cfg["task"])
+        except KeyError as exc:
+            raise ModelFileError(f"{self.path}: ehrtext.json lacks {exc.args[0]!r}") from None
+        spec = cfg.get("spec") or {}
+        fields = spec.get("text_fields") if isinstance(spec, dict) else None
+        return ScorerInfo(labels, task, [str(f) for f in fields] if fields else None)
 
     def load(self) -> Scorer:
         """``RiskModel.load(path)`` (and quantize it when asked)."""
@@ -118,9 +156,12 @@ def quantize_scorer(model: Any) -> bool:
             module = getattr(holder, attr, None)
             if isinstance(module, torch.nn.Module):
                 module.eval()
-                quantized = quantize_dynamic(
-                    module, {torch.nn.LSTM, torch.nn.GRU, torch.nn.Linear}, dtype=torch.qint8
-                )
+                with warnings.catch_warnings():  # torch deprecates the quantized tensor API
+                    warnings.simplefilter("ignore", UserWarning)
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    quantized = quantize_dynamic(
+                        module, {torch.nn.LSTM, torch.nn.GRU, torch.nn.Linear}, dtype=torch.qint8
+                    )
                 setattr(holder, attr, quantized)
                 return True
     return False

@@ -61,7 +61,9 @@ __all__ = [
     "ScoreSink",
     "SqlSink",
     "TEST_DELAY_ENV",
+    "check_output",
     "open_sink",
+    "output_format",
 ]
 
 TEST_DELAY_ENV = "EHRTEXT_SCORE_TEST_CHUNK_DELAY"
@@ -141,20 +143,73 @@ def open_sink(location: str | Location, schema: OutputSchema) -> ScoreSink:
     if loc.is_sql:
         return SqlSink(loc, schema)
     path = Path(loc.path or "")
+    fmt = output_format(path)
+    if fmt == "parquet":
+        return ParquetPartsSink(path, schema)
+    return AppendFileSink(path, schema, fmt)
+
+
+def output_format(path: Path) -> str:
+    """``jsonl``, ``csv``, ``tsv`` or ``parquet`` from the extension of a score file.
+
+    Example:
+        >>> output_format(Path("run/scores.TSV"))
+        'tsv'
+    """
     suffix = path.suffix.lower()
     if suffix == ".gz":
         raise InputError(f"{path}: compressed score files are not supported; drop the .gz")
-    if suffix in (".jsonl", ".json", ".ndjson"):
-        return AppendFileSink(path, schema, "jsonl")
-    if suffix == ".csv":
-        return AppendFileSink(path, schema, "csv")
-    if suffix in (".tsv", ".tab"):
-        return AppendFileSink(path, schema, "tsv")
-    if suffix in (".parquet", ".pq"):
-        return ParquetPartsSink(path, schema)
-    raise InputError(
-        f"{path}: cannot tell the output format from the extension; use .jsonl, .csv, .tsv, "
-        ".parquet, or a sqlite:///… / postgresql://… table URI"
+    fmt = {
+        ".jsonl": "jsonl",
+        ".json": "jsonl",
+        ".ndjson": "jsonl",
+        ".csv": "csv",
+        ".tsv": "tsv",
+        ".tab": "tsv",
+        ".parquet": "parquet",
+        ".pq": "parquet",
+    }.get(suffix)
+    if fmt is None:
+        raise InputError(
+            f"{path}: cannot tell the output format from the extension; use .jsonl, .csv, .tsv, "
+            ".parquet, or a sqlite:///… / postgresql://… table URI"
+        )
+    return fmt
+
+
+def check_output(location: str | Location, *, resume: bool, overwrite: bool) -> None:
+    """Fail fast, before any model is loaded, on an unusable output or on the work of an
+    earlier run that ``resume``/``overwrite`` does not account for.
+
+    Example:
+        >>> check_output("scores.jsonl", resume=False, overwrite=False)   # doctest: +SKIP
+    """
+    loc = location if isinstance(location, Location) else parse_location(location)
+    if loc.is_sql:
+        if resume or overwrite:
+            return
+        db = SqlDatabase(loc)
+        try:
+            exists = db.table_exists(loc.table or "")
+        finally:
+            db.close()
+        if exists:
+            raise _table_exists_error(loc)
+        return
+    path = Path(loc.path or "")
+    output_format(path)
+    if resume or overwrite:
+        return
+    for suffix in (".part", ".journal", ".parts"):
+        leftover = path.with_name(path.name + suffix)
+        if leftover.exists():
+            raise _leftover_error(str(leftover))
+
+
+def _table_exists_error(loc: Location) -> InputError:
+    return InputError(
+        f"{loc.display()}: the output table exists: pass --resume to continue it (ids already "
+        "in it are skipped), or --overwrite to drop it"
     )
 
 
@@ -513,10 +568,7 @@ class SqlSink:
             if columns is not None and not resume:
                 if not overwrite:
                     db.close()
-                    raise InputError(
-                        f"{self.location.display()}: the output table exists: pass --resume to "
-                        "continue it (ids already in it are skipped), or --overwrite to drop it"
-                    )
+                    raise _table_exists_error(self.location)
                 db.execute(f"DROP TABLE {quote_table(self.table)}").close()
                 columns = None
             if columns is None:

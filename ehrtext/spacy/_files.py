@@ -26,7 +26,9 @@ T = TypeVar("T")
 def folder_to_bytes(path: Path) -> bytes:
     """The files of ``path`` (recursively) as one msgpack blob ``{relative path: bytes}``."""
     files = {
-        p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
+        p.relative_to(path).as_posix(): p.read_bytes()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
     }
     return srsly.msgpack_dumps(files)
 

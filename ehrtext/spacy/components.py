@@ -35,7 +35,7 @@ from ehrtext.spacy._files import load_from_bytes, save_to_bytes
 from ehrtext.spacy.extensions import CONCEPTS_KEY, PHI_KEY, SECTIONS_KEY, register_extensions
 from ehrtext.text.concepts import ConceptMatcher
 from ehrtext.text.context import ConText, ContextRule
-from ehrtext.text.deid import DeidRules, Deidentifier
+from ehrtext.text.deid import Deidentifier, DeidRules
 from ehrtext.text.sections import Section, Sectionizer, SectionRule
 
 __all__ = [
@@ -290,7 +290,9 @@ class ContextComponent(_Component):
     ) -> None:
         register_extensions()
         self.name = name
-        self.context = context if context is not None else ConText(section_defaults=section_defaults)
+        self.context = (
+            context if context is not None else ConText(section_defaults=section_defaults)
+        )
 
     def add_rule(self, rule: ContextRule | Mapping[str, Any]) -> None:
         """Add a ConText rule; saved with ``nlp.to_disk``."""

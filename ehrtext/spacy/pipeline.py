@@ -59,6 +59,8 @@ def load_pipeline(
         "(ConText) and de-identification"
     )
     nlp.meta["license"] = "MIT"
+    # `spacy package` copies these into the package's install_requires
+    nlp.meta["requirements"] = [f"ehrtext>={__version__}"]
     for name in PIPE_NAMES:
         if name == "ehr_deid":
             if deid:

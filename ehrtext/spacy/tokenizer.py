@@ -125,7 +125,9 @@ class ChineseClinicalTokenizer:
         """Save the ehrtext tokenizer (settings, dictionaries, user words) into ``path``."""
         self.tokenizer.to_disk(Path(path))
 
-    def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> ChineseClinicalTokenizer:
+    def from_disk(
+        self, path: str | Path, *, exclude: Iterable[str] = ()
+    ) -> ChineseClinicalTokenizer:
         """Load what :meth:`to_disk` saved."""
         self.tokenizer = Tokenizer.from_disk(Path(path))
         return self

@@ -677,20 +677,26 @@ class ConText:
         pairs = spans if isinstance(spans, list) else list(spans)
         if not pairs:
             return []
-        checked = []
-        longest = 0
-        for sp in pairs:
-            try:
-                s, e = sp
-                if type(s) is not int or type(e) is not int or not 0 <= s <= e:
-                    raise ValueError
-            except (TypeError, ValueError):
-                s, e = _pair(sp)
-            checked.append((s, e))
-            if e - s > longest:
-                longest = e - s
-        order = sorted(range(len(checked)), key=checked.__getitem__)
-        near = ([checked[i][0] for i in order], longest)
+        checked = _int_pairs(pairs)  # fast path: (int, int) tuples, as ConceptMatcher gives
+        if checked is None:
+            checked = []
+            for sp in pairs:
+                try:
+                    s, e = sp
+                    if type(s) is not int or type(e) is not int or not 0 <= s <= e:
+                        raise ValueError
+                except (TypeError, ValueError):
+                    s, e = _pair(sp)
+                checked.append((s, e))
+        longest = max([e - s for s, e in checked])
+        # spans usually come sorted (a matcher's output): then no sort and no indirection
+        in_order = all([a <= b for a, b in zip(checked, checked[1:])])
+        if in_order:
+            order: Sequence[int] = range(len(checked))
+            near = ([s for s, _ in checked], longest)
+        else:
+            order = sorted(range(len(checked)), key=checked.__getitem__)
+            near = ([checked[i][0] for i in order], longest)
         cues = self._cues(norm, sections, tokens, near)
         sec_list: list[Any] = []
         if sections and self.section_defaults:
@@ -729,14 +735,13 @@ class ConText:
 
         # sweep: spans by start; ``active`` holds the regions begun before the span's end
         # and not yet ended (usually one to three)
-        order = sorted(range(len(checked)), key=checked.__getitem__)
         results: list[Assertion | None] = [None] * len(checked)
         active: list[tuple] = []
         min_end = 1 << 62  # the earliest end among the active regions
         sec_j, n_sec = -1, len(sec_info)  # the section holding the span (sections by start)
         nxt = 0
-        for idx in order:
-            s, e = checked[idx]
+        spans_in_order = enumerate(checked) if in_order else ((i, checked[i]) for i in order)
+        for idx, (s, e) in spans_in_order:
             stop = e if e > s else s + 1
             while nxt < n_regions and regions[nxt][0] < stop:
                 r = regions[nxt]
@@ -804,6 +809,19 @@ class ConText:
 
     def __repr__(self) -> str:
         return f"<ConText rules={len(self._rules)}>"
+
+
+def _int_pairs(pairs: list) -> list[tuple[int, int]] | None:
+    """``pairs`` itself when it holds only ``(start, end)`` tuples of ints with
+    ``0 <= start <= end`` (checked at C speed), else ``None``."""
+    try:
+        if all([type(p) is tuple and len(p) == 2 for p in pairs]) and all(
+            [type(s) is int and type(e) is int and 0 <= s <= e for s, e in pairs]
+        ):
+            return pairs
+    except TypeError:
+        pass
+    return None
 
 
 def _pair(span: Any) -> tuple[int, int]:

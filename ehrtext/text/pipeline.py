@@ -162,9 +162,8 @@ class TextPipeline:
     def _batch(self, texts: list[str], first: int) -> list[NoteAnnotation]:
         for k, t in enumerate(texts):
             if not isinstance(t, str):
-                raise TypeError(
-                    f"TextPipeline expects str notes, got {describe_type(t)} at position {first + k}"
-                )
+                kind = describe_type(t)
+                raise TypeError(f"TextPipeline expects str, got {kind} at position {first + k}")
         normalized = normalize_many(texts, self.normalizer)
         tokens: list[Tokens | None]
         if self.tokenize:

@@ -33,17 +33,29 @@ CONFIG = {
 
 def _save(tmp_path: Path, **kw) -> Path:
     rng = np.random.default_rng(0)
-    tensors = {"embedding.weight": rng.normal(size=(5, 4)).astype(np.float32),
-               "head.bias": np.arange(3, dtype=np.float32)}
-    return save_bundle(tmp_path / "model", config=CONFIG, tensors=tensors,
-                       vocab=["<pad>", "<unk>", "胸痛", "心悸", "HbA1c"],
-                       metrics={"split": "validation 10%", "macro_f1": 0.5}, **kw)
+    tensors = {
+        "embedding.weight": rng.normal(size=(5, 4)).astype(np.float32),
+        "head.bias": np.arange(3, dtype=np.float32),
+    }
+    return save_bundle(
+        tmp_path / "model",
+        config=CONFIG,
+        tensors=tensors,
+        vocab=["<pad>", "<unk>", "胸痛", "心悸", "HbA1c"],
+        metrics={"split": "validation 10%", "macro_f1": 0.5},
+        **kw,
+    )
 
 
 def test_round_trip(tmp_path):
     folder = _save(tmp_path)
     assert sorted(p.name for p in folder.iterdir()) == [
-        "README.md", "ehrtext.json", "metrics.json", "vocab.txt", "weights.safetensors"]
+        "README.md",
+        "ehrtext.json",
+        "metrics.json",
+        "vocab.txt",
+        "weights.safetensors",
+    ]
     b = load_bundle(folder)
     assert b.kind == "bigru" and b.path == folder
     assert b.vocab == ["<pad>", "<unk>", "胸痛", "心悸", "HbA1c"]
@@ -62,8 +74,9 @@ def test_round_trip(tmp_path):
 
 def test_torch_tensors_are_saved(tmp_path):
     torch = pytest.importorskip("torch")
-    folder = save_bundle(tmp_path / "m", config={"kind": "bigru"},
-                         tensors={"w": torch.arange(6.0).reshape(2, 3).t()})  # non-contiguous
+    folder = save_bundle(
+        tmp_path / "m", config={"kind": "bigru"}, tensors={"w": torch.arange(6.0).reshape(2, 3).t()}
+    )  # non-contiguous
     np.testing.assert_array_equal(load_bundle(folder).tensors["w"], np.arange(6.0).reshape(2, 3).T)
 
 
@@ -162,8 +175,9 @@ def test_nothing_is_unpickled(tmp_path, monkeypatch):
 
 
 def test_kind_registry(tmp_path):
-    folder = save_bundle(tmp_path / "img", config={"kind": "image-test"},
-                         tensors={"w": np.ones(3, np.float32)})
+    folder = save_bundle(
+        tmp_path / "img", config={"kind": "image-test"}, tensors={"w": np.ones(3, np.float32)}
+    )
     with pytest.raises(ModelFileError, match="unknown model kind 'image-test'"):
         build_from_bundle(load_bundle(folder))
     register_kind("image-test", lambda b: ("built", float(b.tensors["w"].sum())))

@@ -97,8 +97,9 @@ def test_sequence_mask_and_masked_pooling():
 
 def test_pretrained_embedding_frozen_or_finetuned():
     pre = torch.randn(60, 12)
-    frozen = RNNClassifier(60, 3, "multiclass", pretrained=pre, freeze_embeddings=True,
-                           hidden_size=4)
+    frozen = RNNClassifier(
+        60, 3, "multiclass", pretrained=pre, freeze_embeddings=True, hidden_size=4
+    )
     assert frozen.embedding.weight.shape == (60, 12)  # dim from the matrix
     assert not frozen.embedding.weight.requires_grad
     torch.testing.assert_close(frozen.embedding.weight[1:], pre[1:])

@@ -56,8 +56,11 @@ def _examples(task: str, n: int, seed: int):
 def _loaders(task, seed=0, n_train=240, n_val=80, bucket=True, batch=16):
     train, val = _examples(task, n_train, seed), _examples(task, n_val, seed + 100)
     lengths = [len(e["input_ids"]) for e in train]
-    sampler = (LengthBucketSampler(lengths, batch, shuffle=True, seed=seed) if bucket
-               else RandomBatchSampler(len(train), batch, seed=seed))
+    sampler = (
+        LengthBucketSampler(lengths, batch, shuffle=True, seed=seed)
+        if bucket
+        else RandomBatchSampler(len(train), batch, seed=seed)
+    )
     val_sampler = LengthBucketSampler([len(e["input_ids"]) for e in val], 64, shuffle=False)
     return BatchLoader(train, sampler, task=task), BatchLoader(val, val_sampler, task=task)
 
@@ -68,15 +71,18 @@ def _model(task, seed=0, rnn="gru"):
     return RNNClassifier(60, n, task, embedding_dim=16, hidden_size=16, rnn=rnn, dropout=0.1)
 
 
-@pytest.mark.parametrize("task,rnn", [("binary", "gru"), ("multiclass", "lstm"),
-                                      ("multilabel", "gru")])
+@pytest.mark.parametrize(
+    "task,rnn", [("binary", "gru"), ("multiclass", "lstm"), ("multilabel", "gru")]
+)
 def test_learns_keyword_tasks(task, rnn):
     train_dl, val_dl = _loaders(task)
     cfg = TrainConfig(epochs=6, lr=1e-2, progress=False, patience=0)
     trainer = Trainer(_model(task, rnn=rnn), task, cfg)
     result = trainer.fit(train_dl, val_dl)
-    assert result.metric_name == {"binary": "auprc", "multiclass": "macro_f1",
-                                  "multilabel": "macro_auprc"}[task]
+    assert (
+        result.metric_name
+        == {"binary": "auprc", "multiclass": "macro_f1", "multilabel": "macro_auprc"}[task]
+    )
     assert result.best_metric > 0.85, result.history  # chance: ~0.5 AUPRC, ~0.25 F1
     assert len(result.history) == 6
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
@@ -95,7 +101,8 @@ def test_same_seed_same_metrics_and_weights():
         train_dl, val_dl = _loaders("multiclass", seed=3)
         model = _model("multiclass", seed=3)
         res = Trainer(model, "multiclass", TrainConfig(epochs=2, seed=3, progress=False)).fit(
-            train_dl, val_dl)
+            train_dl, val_dl
+        )
         runs.append((res, model.state_dict()))
     (a, wa), (b, wb) = runs
     assert [h["val_metric"] for h in a.history] == [h["val_metric"] for h in b.history]
@@ -104,8 +111,9 @@ def test_same_seed_same_metrics_and_weights():
         assert torch.equal(wa[k], wb[k]), k
     # another seed gives another run
     train_dl, val_dl = _loaders("multiclass", seed=3)
-    c = Trainer(_model("multiclass", seed=4), "multiclass",
-                TrainConfig(epochs=2, seed=4, progress=False)).fit(train_dl, val_dl)
+    c = Trainer(
+        _model("multiclass", seed=4), "multiclass", TrainConfig(epochs=2, seed=4, progress=False)
+    ).fit(train_dl, val_dl)
     assert [h["train_loss"] for h in c.history] != [h["train_loss"] for h in a.history]
 
 
@@ -113,8 +121,14 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path):
     def run(epochs, ckpt, resume):
         train_dl, val_dl = _loaders("multilabel", seed=1)
         model = _model("multilabel", seed=1)
-        cfg = TrainConfig(epochs=epochs, seed=1, progress=False, checkpoint_dir=str(ckpt),
-                          resume=resume, patience=0)
+        cfg = TrainConfig(
+            epochs=epochs,
+            seed=1,
+            progress=False,
+            checkpoint_dir=str(ckpt),
+            resume=resume,
+            patience=0,
+        )
         return Trainer(model, "multilabel", cfg).fit(train_dl, val_dl), model
 
     full, full_model = run(3, tmp_path / "full", False)
@@ -139,8 +153,7 @@ def _interrupt_after(stop_epoch: int, epochs: int, ckpt):
     """Run a 3-epoch plan and kill it (an exception) during epoch stop_epoch + 1."""
     train_dl, val_dl = _loaders("multilabel", seed=1)
     model = _model("multilabel", seed=1)
-    cfg = TrainConfig(epochs=epochs, seed=1, progress=False, checkpoint_dir=str(ckpt),
-                      patience=0)
+    cfg = TrainConfig(epochs=epochs, seed=1, progress=False, checkpoint_dir=str(ckpt), patience=0)
     n_per_epoch = len(train_dl)
     calls = {"n": 0}
     original = model.forward
@@ -162,13 +175,11 @@ def test_resume_refuses_other_seed_and_damaged_checkpoint(tmp_path):
     train_dl, val_dl = _loaders("binary")
     cfg = TrainConfig(epochs=1, seed=0, progress=False, checkpoint_dir=str(tmp_path))
     Trainer(_model("binary"), "binary", cfg).fit(train_dl, val_dl)
-    other = TrainConfig(epochs=2, seed=5, progress=False, checkpoint_dir=str(tmp_path),
-                        resume=True)
+    other = TrainConfig(epochs=2, seed=5, progress=False, checkpoint_dir=str(tmp_path), resume=True)
     with pytest.raises(ModelFileError, match="seed"):
         Trainer(_model("binary"), "binary", other).fit(train_dl, val_dl)
     (tmp_path / "last.safetensors").write_bytes(b"broken")
-    again = TrainConfig(epochs=2, seed=0, progress=False, checkpoint_dir=str(tmp_path),
-                        resume=True)
+    again = TrainConfig(epochs=2, seed=0, progress=False, checkpoint_dir=str(tmp_path), resume=True)
     with pytest.raises(ModelFileError, match="cannot be resumed"):
         Trainer(_model("binary"), "binary", again).fit(train_dl, val_dl)
 
@@ -194,8 +205,9 @@ def test_class_weights():
     train_dl, _ = _loaders("multiclass")
     loss = t._loss_fn(train_dl)
     counts = np.bincount([e["target"] for e in train_dl.examples], minlength=4)
-    np.testing.assert_allclose(loss.weight.numpy(), len(train_dl.examples) / (4 * counts),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        loss.weight.numpy(), len(train_dl.examples) / (4 * counts), rtol=1e-6
+    )
     t2 = Trainer(_model("binary"), "binary", TrainConfig(class_weight=[4.0]))
     assert t2._loss_fn(train_dl).pos_weight.tolist() == [4.0]
     with pytest.raises(InputError):
@@ -223,10 +235,12 @@ def test_selection_metric_matches_sklearn():
     assert selection_metric("multilabel", z, y) == pytest.approx(expected)
     yc = rng.integers(0, 3, size=50)
     assert selection_metric("multiclass", z, yc) == pytest.approx(
-        f1_score(yc, z.argmax(1), average="macro"))
+        f1_score(yc, z.argmax(1), average="macro")
+    )
     yb = rng.integers(0, 2, size=50)
     assert selection_metric("binary", z[:, :1], yb) == pytest.approx(
-        average_precision_score(yb, z[:, 0]))
+        average_precision_score(yb, z[:, 0])
+    )
 
 
 def test_random_and_bucketed_batches_cover_every_example_once_per_epoch():
@@ -239,9 +253,13 @@ def test_random_and_bucketed_batches_cover_every_example_once_per_epoch():
         assert [i for b in sampler for i in b] == first  # deterministic per epoch
         sampler.set_epoch(2)
         assert [i for b in sampler for i in b] != first
+
     # bucketing: far less padding than random batches
     def padding(sampler):
-        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b)
-                   for b in sampler)
+        return sum(
+            max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in sampler
+        )
+
     assert padding(LengthBucketSampler(lengths, 8, seed=1)) < 0.2 * padding(
-        RandomBatchSampler(101, 8, seed=1))
+        RandomBatchSampler(101, 8, seed=1)
+    )

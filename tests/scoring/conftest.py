@@ -76,3 +76,29 @@ def pg_table(postgres_url):
 
 def pg_uri(url: str, table: str) -> str:
     return f"{url}?table={table}"
+
+
+@pytest.fixture(scope="session")
+def sample_model(tmp_path_factory) -> Path:
+    """A real (small) BiGRU RiskModel trained on the shipped sample notes, once per session."""
+    from ehrtext.train_cli import TrainOptions, train_model
+
+    out = tmp_path_factory.mktemp("scoring-model") / "bigru"
+    train_model(
+        TrainOptions(
+            data=str(SAMPLES),
+            label_field="label",
+            id_field="id",
+            model="bigru",
+            epochs=2,
+            embedding_dim=16,
+            hidden_size=16,
+            max_len=128,
+            val_fraction=0.2,
+            n_bootstrap=0,
+            progress=False,
+            seed=0,
+            output=str(out),
+        )
+    )
+    return out

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ehrtext.scoring import TEST_DELAY_ENV
+from ehrtext.scoring import TEST_DELAY_ENV, ModelDirectory, score
 from tests.scoring.conftest import REPO, pg_uri, read_jsonl, sample_notes, write_jsonl
 from tests.scoring.fake_scorer import FAIL_MARKER
 
@@ -77,16 +77,24 @@ def _journal(journal: Path) -> list[dict]:
     return [json.loads(x) for x in lines][1:]
 
 
+def _cli(model: Path, src, out, *extra: str) -> list[str]:
+    """``ehrtext score`` with a real model, as a user runs it."""
+    return [sys.executable, "-m", "ehrtext.cli", "score", "--model", str(model), "--input",
+            str(src), "--output", str(out), "--chunk-size", "3", "--max-chars", "2000",
+            "--no-progress", *extra]
+
+
 @pytest.mark.slow
-def test_sigkill_then_resume_gives_the_uninterrupted_jsonl(tmp_path):
+def test_sigkill_then_resume_gives_the_uninterrupted_jsonl(tmp_path, sample_model):
     src = _input(tmp_path)
     ref = tmp_path / "ref.jsonl"
-    done = _run(_cmd(src, ref, "--errors", str(tmp_path / "ref.errors.jsonl")))
-    assert done.returncode == 0, done.stderr
+    s = score(src, ref, ModelDirectory(str(sample_model)), chunk_size=3, max_chars=2000,
+              errors_path=tmp_path / "ref.errors.jsonl")
+    assert (s.read, s.scored, s.errors) == (33, 30, 3)
 
     out = tmp_path / "scores.jsonl"
     journal = tmp_path / "scores.jsonl.journal"
-    proc = subprocess.Popen(_cmd(src, out), cwd=REPO, env=_env(delay=0.25),
+    proc = subprocess.Popen(_cli(sample_model, src, out), cwd=REPO, env=_env(delay=0.25),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _kill_when(proc, lambda: len(_journal(journal)) >= 3, "3 committed chunks")
     committed_rows = sum(entry["rows"] for entry in _journal(journal))
@@ -94,10 +102,10 @@ def test_sigkill_then_resume_gives_the_uninterrupted_jsonl(tmp_path):
     part_rows = (tmp_path / "scores.jsonl.part").read_bytes().count(b"\n")
     assert 8 <= committed_rows <= part_rows < 30  # killed midway
 
-    again = _run(_cmd(src, out))  # without --resume: refuses to throw the work away
+    again = _run(_cli(sample_model, src, out))  # without --resume: refuses to lose the work
     assert again.returncode == 2 and "--resume" in again.stderr
 
-    resumed = _run(_cmd(src, out, "--resume"))
+    resumed = _run(_cli(sample_model, src, out, "--resume"))
     assert resumed.returncode == 0, resumed.stderr
     assert f"{committed_rows} skipped" in resumed.stderr
     assert "read 33 rows" in resumed.stderr
@@ -111,14 +119,14 @@ def test_sigkill_then_resume_gives_the_uninterrupted_jsonl(tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_then_resume_gives_the_uninterrupted_postgres_table(tmp_path, postgres_url,
-                                                                    pg_table):
+                                                                    pg_table, sample_model):
     import psycopg
 
     src = _input(tmp_path)
     ref, dst = pg_table("ref"), pg_table("scores")
     errs = ["--errors", str(tmp_path / "e.jsonl")]
-    done = _run(_cmd(src, pg_uri(postgres_url, ref), *errs))
-    assert done.returncode == 0, done.stderr
+    score(src, pg_uri(postgres_url, ref), ModelDirectory(str(sample_model)), chunk_size=3,
+          max_chars=2000, errors_path=tmp_path / "ref.errors.jsonl")
 
     def count() -> int:
         with psycopg.connect(postgres_url, autocommit=True) as conn:
@@ -126,14 +134,14 @@ def test_sigkill_then_resume_gives_the_uninterrupted_postgres_table(tmp_path, po
                 return 0
             return conn.execute(f'SELECT COUNT(*) FROM "{dst}"').fetchone()[0]
 
-    proc = subprocess.Popen(_cmd(src, pg_uri(postgres_url, dst), *errs), cwd=REPO,
+    proc = subprocess.Popen(_cli(sample_model, src, pg_uri(postgres_url, dst), *errs), cwd=REPO,
                             env=_env(delay=0.25), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     _kill_when(proc, lambda: count() >= 8, "3 committed chunks")
     before = count()
     assert 8 <= before < 30  # whole chunks only: the open one was rolled back
 
-    resumed = _run(_cmd(src, pg_uri(postgres_url, dst), "--resume", *errs))
+    resumed = _run(_cli(sample_model, src, pg_uri(postgres_url, dst), "--resume", *errs))
     assert resumed.returncode == 0, resumed.stderr
     assert f"{before} skipped" in resumed.stderr
     with psycopg.connect(postgres_url) as conn:
@@ -141,6 +149,8 @@ def test_sigkill_then_resume_gives_the_uninterrupted_postgres_table(tmp_path, po
         want = conn.execute(f'SELECT * FROM "{ref}" ORDER BY id').fetchall()
     assert len(got) == len({r[0] for r in got}) == 30
     assert got == want  # identical floats
+    assert sorted((tmp_path / "e.jsonl").read_text().splitlines()) == sorted(
+        (tmp_path / "ref.errors.jsonl").read_text().splitlines())
 
 
 MARKER = "ZQX-PRIVATE-7f3a9c"

@@ -1,0 +1,270 @@
+"""Benchmark: batch scoring (``ehrtext score``) on real notes from ../shared/data.
+
+Three measurements, printed as medians and ratios and written to ``bench_out/bench_score.json``:
+
+1. **End-to-end vs pure forward.** The engine, ``score(notes.jsonl -> scores.jsonl)`` with one
+   process (read → normalize → tokenize → encode → model → write, fsync per chunk), against
+   the model's forward pass alone on the same notes pre-encoded into padded tensors, batched
+   exactly as the engine batches them (chunks of ``--chunk-size``, length-sorted batches of
+   64 inside each chunk). Ratio = end-to-end notes/s ÷ forward notes/s (≥ 0.80 wanted). The
+   forward figure with batches sorted over the whole input is printed too (an upper bound the
+   engine cannot reach without holding the input in memory).
+2. **Peak RSS at two input sizes** (``--rss-small`` and ``--rss-large`` notes, default 10k and
+   200k): each run in a fresh interpreter scoring a JSONL file made by repeating real notes
+   with unique ids; peak RSS from ``getrusage`` (VmHWM). Growth wanted < 50 MB.
+3. **2 workers vs 1**: wall time of the scoring loop (model loading excluded) with
+   ``workers=1`` (in-process, torch's default threads) and ``workers=2`` (spawned, one torch
+   thread each), alternating, medians. Ratio wanted ≥ 1.6.
+
+The model: ``--model DIR`` (any ehrtext model directory), else a BiGRU with the default
+architecture (embedding 200, hidden 128, attention) trained for one epoch on 4,000 CHIP-CTC
+training rows, saved in ``bench_out/score_model`` and reused (accuracy is beside the point
+here; the architecture and vocabulary are real). Notes: the CCL2025 cardiology records,
+CCKS2017 and CCKS2019 EMR texts (long notes, ~1-3k characters) and CHIP-CTC sentences (short),
+interleaved; the RSS runs cycle through the same pool.
+
+    python scripts/bench_score.py                      # ~10 min on 2 busy cores
+    python scripts/bench_score.py --notes 1000 --rss-large 50000 --repeat 1   # a quick look
+
+The machine is shared with other jobs: the JSON keeps every run next to the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "bench_out"
+
+
+def _hwm_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def note_pool(max_short: int = 6000) -> list[str]:
+    """Real notes: every EMR note (long) interleaved with CHIP-CTC sentences (short)."""
+    from shared_corpus import chip_ctc_sentences, emr_notes, shared_data
+
+    root = shared_data()
+    long_notes = [n for n in emr_notes(root) if n.strip()]
+    short = [s for s in itertools.islice(chip_ctc_sentences(root), max_short) if s.strip()]
+    pool: list[str] = []
+    for i in range(max(len(long_notes), len(short))):
+        if i < len(long_notes):
+            pool.append(long_notes[i])
+        if i < len(short):
+            pool.append(short[i])
+    return pool
+
+
+def write_input(path: Path, pool: list[str], n: int) -> Path:
+    """``n`` notes cycled from ``pool``, each with a unique id."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        for i, text in zip(range(n), itertools.cycle(pool)):
+            fh.write(json.dumps({"id": f"n{i:07d}", "text": text}, ensure_ascii=False) + "\n")
+    return path
+
+
+def ensure_model(model: str | None) -> Path:
+    if model:
+        return Path(model)
+    out = OUT / "score_model"
+    if (out / "ehrtext.json").exists():
+        return out
+    from shared_corpus import shared_data
+
+    from ehrtext.train_cli import TrainOptions, train_model
+
+    rows = []
+    with open(shared_data() / "chip_ctc" / "train.jsonl", encoding="utf-8") as fh:
+        for line in itertools.islice(fh, 4000):
+            rows.append(json.loads(line))
+    data = OUT / "score_model_train.jsonl"
+    with open(data, "w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    print(f"training a BiGRU on {len(rows)} CHIP-CTC rows (1 epoch) -> {out}", flush=True)
+    train_model(
+        TrainOptions(
+            data=str(data),
+            label_field="label",
+            id_field="id",
+            model="bigru",
+            epochs=1,
+            max_len=512,
+            val_fraction=0.1,
+            n_bootstrap=0,
+            progress=False,
+            seed=0,
+            output=str(out),
+        )
+    )
+    return out
+
+
+def forward_rate(model_dir: Path, texts: list[str], chunk: int, batch: int, repeat: int):
+    """Notes/s of the bare forward pass on pre-encoded, pre-padded tensors."""
+    import numpy as np
+    import torch
+
+    from ehrtext.data import collate
+    from ehrtext.predict import RiskModel
+
+    rm = RiskModel.load(model_dir)
+    net = rm.scorer.model
+    ids = rm.scorer.encoder.encode(texts)
+
+    def batches(global_sort: bool) -> list[dict]:
+        out = []
+        groups = [range(len(ids))] if global_sort else [
+            range(s, min(s + chunk, len(ids))) for s in range(0, len(ids), chunk)]
+        for g in groups:
+            idx = list(g)
+            lengths = np.array([max(1, len(ids[i])) for i in idx])
+            order = [idx[j] for j in np.argsort(lengths, kind="stable")]
+            for s in range(0, len(order), batch):
+                out.append(collate([{"input_ids": ids[i]} for i in order[s : s + batch]]))
+        return out
+
+    results = {}
+    for name, global_sort in (("chunked", False), ("global", True)):
+        bs = batches(global_sort)
+        times = []
+        with torch.inference_mode():
+            net(bs[0]["input_ids"], bs[0]["lengths"])  # warm-up
+            for _ in range(repeat):
+                t = time.perf_counter()
+                for b in bs:
+                    net(b["input_ids"], b["lengths"])
+                times.append(time.perf_counter() - t)
+        results[name] = {"seconds": times, "notes_per_s": len(texts) / statistics.median(times)}
+    return results
+
+
+def e2e_rate(model_dir: Path, src: Path, chunk: int, workers: int, repeat: int) -> dict:
+    from ehrtext.scoring import ModelDirectory, score
+
+    runs = []
+    for r in range(repeat):
+        out = OUT / f"bench_score_out_w{workers}_{r}.jsonl"
+        s = score(src, out, ModelDirectory(str(model_dir)), chunk_size=chunk, workers=workers,
+                  overwrite=True, progress=False, batch_size=64)
+        busy = s.seconds - s.load_seconds
+        runs.append({"seconds": s.seconds, "load_seconds": s.load_seconds, "busy": busy,
+                     "scored": s.scored})
+        out.unlink(missing_ok=True)
+    med = statistics.median(r["busy"] for r in runs)
+    return {"runs": runs, "notes_per_s": runs[0]["scored"] / med}
+
+
+def rss_child(model_dir: str, src: str, chunk: int) -> None:
+    from ehrtext.scoring import ModelDirectory, score
+
+    out = Path(src).with_suffix(".scores.jsonl")
+    s = score(src, out, ModelDirectory(model_dir), chunk_size=chunk, overwrite=True,
+              progress=False)
+    out.unlink(missing_ok=True)
+    print(json.dumps({"peak_rss_mb": _hwm_mb(), "scored": s.scored, "seconds": s.seconds}))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=None)
+    p.add_argument("--notes", type=int, default=3000, help="notes for throughput")
+    p.add_argument("--chunk-size", type=int, default=256)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--rss-small", type=int, default=10_000)
+    p.add_argument("--rss-large", type=int, default=200_000)
+    p.add_argument("--skip-rss", action="store_true")
+    p.add_argument("--skip-workers", action="store_true")
+    p.add_argument("--rss-child", nargs=2, metavar=("MODEL", "INPUT"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.rss_child:
+        rss_child(args.rss_child[0], args.rss_child[1], args.chunk_size)
+        return
+
+    OUT.mkdir(exist_ok=True)
+    model_dir = ensure_model(args.model)
+    pool = note_pool()
+    src = write_input(OUT / "bench_score_notes.jsonl", pool, args.notes)
+    texts = [json.loads(line)["text"] for line in open(src, encoding="utf-8")]
+    chars = sum(map(len, texts))
+    report: dict = {
+        "machine": f"{platform.node()} {os.cpu_count()} CPUs (shared with other jobs)",
+        "model": str(model_dir),
+        "notes": args.notes,
+        "mean_chars": chars / len(texts),
+        "long_notes_share": sum(len(t) > 500 for t in texts) / len(texts),
+        "chunk_size": args.chunk_size,
+    }
+    print(f"{args.notes} real notes, mean {chars / len(texts):.0f} chars, "
+          f"{report['long_notes_share']:.0%} over 500 chars; model {model_dir}", flush=True)
+
+    # 1. end-to-end vs forward, alternating so that load changes hit both
+    fwd = forward_rate(model_dir, texts, args.chunk_size, 64, args.repeat)
+    e2e = e2e_rate(model_dir, src, args.chunk_size, 1, args.repeat)
+    ratio = e2e["notes_per_s"] / fwd["chunked"]["notes_per_s"]
+    report["forward"] = fwd
+    report["end_to_end_1_worker"] = e2e
+    report["e2e_over_forward"] = ratio
+    report["e2e_over_forward_global_sort"] = e2e["notes_per_s"] / fwd["global"]["notes_per_s"]
+    print(f"forward (engine batching) {fwd['chunked']['notes_per_s']:.0f} notes/s; "
+          f"forward (global sort) {fwd['global']['notes_per_s']:.0f} notes/s; "
+          f"end-to-end {e2e['notes_per_s']:.0f} notes/s; ratio {ratio:.2f} "
+          f"(vs global sort {report['e2e_over_forward_global_sort']:.2f})", flush=True)
+
+    # 3. workers
+    if not args.skip_workers:
+        runs = {1: [], 2: []}
+        for _ in range(max(1, args.repeat - 1)):
+            for w in (1, 2):
+                runs[w].append(e2e_rate(model_dir, src, args.chunk_size, w, 1)["notes_per_s"])
+        w1, w2 = statistics.median(runs[1]), statistics.median(runs[2])
+        report["workers"] = {"runs": runs, "w1": w1, "w2": w2, "speedup": w2 / w1}
+        print(f"workers=1 {w1:.0f} notes/s, workers=2 {w2:.0f} notes/s: {w2 / w1:.2f}x",
+              flush=True)
+
+    # 2. peak RSS at two sizes, each in a fresh interpreter
+    if not args.skip_rss:
+        rss = {}
+        for n in (args.rss_small, args.rss_large):
+            path = write_input(OUT / f"bench_score_rss_{n}.jsonl", pool, n)
+            res = subprocess.run(
+                [sys.executable, __file__, "--chunk-size", str(args.chunk_size), "--rss-child",
+                 str(model_dir), str(path)],
+                capture_output=True, text=True, check=True, cwd=REPO)
+            rss[n] = json.loads(res.stdout.strip().splitlines()[-1])
+            path.unlink()
+            print(f"{n} notes: peak RSS {rss[n]['peak_rss_mb']:.0f} MB "
+                  f"({rss[n]['seconds']:.0f} s)", flush=True)
+        growth = rss[args.rss_large]["peak_rss_mb"] - rss[args.rss_small]["peak_rss_mb"]
+        report["rss"] = {str(k): v for k, v in rss.items()}
+        report["rss_growth_mb"] = growth
+        print(f"peak RSS growth {args.rss_small} -> {args.rss_large} notes: {growth:.1f} MB",
+              flush=True)
+
+    (OUT / "bench_score.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    print(f"wrote {OUT / 'bench_score.json'}")
+
+
+if __name__ == "__main__":
+    main()
