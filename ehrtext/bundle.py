@@ -77,6 +77,8 @@ KINDS: dict[str, str] = {
     "linear": "ehrtext.predict:build_linear",
     "bigru": "ehrtext.predict:build_rnn",
     "bilstm": "ehrtext.predict:build_rnn",
+    "image": "ehrtext.imaging.model:build_from_bundle",
+    "multimodal": "ehrtext.multimodal:build_from_bundle",
 }
 _BUILDERS: dict[str, Callable[[Bundle], Any]] = {}
 

@@ -905,6 +905,7 @@ def deid(
         phi.update(counts)
         notes_with_phi += bool(counts)
 
+    cpu_start = time.process_time()
     summary = _run_file_command(
         "deid",
         job,
@@ -921,6 +922,7 @@ def deid(
         extra_fields=[patient_field] if patient_field else None,
         on_result=count,
     )
+    cpu_seconds = time.process_time() - cpu_start
     record = {
         "command": "deid",
         "ehrtext_version": __version__,
@@ -942,6 +944,9 @@ def deid(
         "phi_total": sum(phi.values()),
         "seconds": round(summary.seconds, 3),
         "mb_per_s": round(summary.bytes_read / 1e6 / summary.seconds, 3) if summary.seconds else 0,
+        # CPU time of this process (rules loaded, file read, de-identified, written; the
+        # workers' own time is not in it when --workers > 1)
+        "cpu_seconds": round(cpu_seconds, 3),
     }
     with _clean_errors():
         _write_json_atomic(audit_path, record)
@@ -1014,6 +1019,10 @@ from ehrtext.imaging.cli import explain_image_command, image_app  # noqa: E402 -
 
 app.add_typer(image_app, name="image")
 app.command("explain-image")(explain_image_command)
+
+from ehrtext.imaging.cli import multimodal_app  # noqa: E402 - torch imported lazily
+
+app.add_typer(multimodal_app, name="multimodal")
 
 
 def main() -> None:

@@ -139,8 +139,8 @@ table.ehr-probs td.p {{ text-align: right; font-variant-numeric: tabular-nums; }
 
 
 def render_explanation(
-    text: str,
-    spans: Iterable[tuple[int, int, float]],
+    text: Any,
+    spans: Iterable[tuple[int, int, float]] | None = None,
     *,
     title: str | None = None,
     probabilities: Mapping[str, float] | Iterable[tuple[str, float]] | None = None,
@@ -149,7 +149,11 @@ def render_explanation(
     """HTML of ``text`` with ``spans`` highlighted.
 
     Args:
-        text: the note exactly as given (the spans index into it).
+        text: the note exactly as given (the spans index into it), or the
+            :class:`~ehrtext.predict.Explanation` that :meth:`RiskModel.explain` returns —
+            then its note, its token spans (unless ``spans`` is given), its probabilities
+            (unless ``probabilities`` is given) and a title naming the label and method
+            (unless ``title`` is given) are used.
         spans: ``(start, end, weight)`` character offsets into ``text``; overlapping spans add
             up; zero-length or zero-weight spans are ignored.
         title: heading (escaped).
@@ -166,8 +170,19 @@ def render_explanation(
         >>> "white-space: pre-wrap" in html_page
         True
     """
+    if not isinstance(text, str) and hasattr(text, "offsets") and hasattr(text, "spans"):
+        explanation = text
+        text = explanation.text
+        if spans is None:
+            spans = explanation.spans()
+        if probabilities is None:
+            probabilities = explanation.probabilities
+        if title is None:
+            title = f"Why {explanation.label}? ({explanation.method})"
     if not isinstance(text, str):
-        raise InputError(f"text must be a str, got {describe_type(text)}")
+        raise InputError(f"text must be a str or an Explanation, got {describe_type(text)}")
+    if spans is None:
+        raise InputError("spans are needed with a plain text (or pass an Explanation)")
     checked = _check_spans(text, spans)
     segments = _segments(text, checked)
     scale = max((abs(w) for _, _, w in segments), default=0.0)

@@ -59,7 +59,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ehrtext.data import TaskSpec
 
-__all__ = ["RiskModel", "RowProblem", "TextEncoder", "build_linear", "build_rnn"]
+__all__ = [
+    "Explanation",
+    "RiskModel",
+    "RowProblem",
+    "TextEncoder",
+    "build_linear",
+    "build_rnn",
+]
 
 TEXT_KINDS = ("linear", "bigru", "bilstm")
 
@@ -71,6 +78,58 @@ class RowProblem:
     row: int
     id: Any
     reason: str
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why the model gave a note its probability: one weight per model token, with the token's
+    ``(start, end)`` character offsets in :attr:`text` — the note exactly as given (for a
+    record, the note built from its section fields).
+
+    Attributes:
+        text: the note. label: the explained label. method: ``attention`` or ``ig``.
+        probabilities: ``{label: probability}`` of the note (as :meth:`RiskModel.predict`).
+        tokens: the model's tokens (normalized forms, cut to ``max_len``).
+        offsets: ``(start, end)`` of each token in ``text``. weights: one per token
+            (attention: ≥ 0, sum 1; integrated gradients: signed).
+
+    ``ehrtext.render_explanation(explanation)`` draws it; :meth:`spans` gives highlight spans,
+    :meth:`top` the strongest tokens and :meth:`to_dict` a JSON/msgpack-ready form.
+    """
+
+    text: str
+    label: str
+    method: str
+    probabilities: dict[str, float]
+    tokens: list[str]
+    offsets: list[tuple[int, int]]
+    weights: list[float]
+
+    def spans(self, **kwargs: Any) -> list[tuple[int, int, float]]:
+        """``(start, end, weight)`` highlight spans (:func:`ehrtext.explain.token_spans`
+        options as keywords: ``normalize``, ``min_weight``, ``top_k``, ``merge_adjacent``)."""
+        from ehrtext.explain import token_spans
+
+        return token_spans(self.offsets, self.weights, text_length=len(self.text), **kwargs)
+
+    def top(self, k: int = 5) -> list[tuple[str, int, int, float]]:
+        """The ``k`` tokens of largest ``|weight|``: ``(original text, start, end, weight)``,
+        strongest first (the same offsets seen twice are added up)."""
+        spans = self.spans(normalize="none")
+        spans.sort(key=lambda x: (-abs(x[2]), x[0]))
+        return [(self.text[s:e], s, e, w) for s, e, w in spans[: max(0, k)]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Label, method, probabilities, tokens, offsets and weights as plain lists (no note
+        text: the offsets index into the note the caller has)."""
+        return {
+            "label": self.label,
+            "method": self.method,
+            "probabilities": dict(self.probabilities),
+            "tokens": list(self.tokens),
+            "offsets": [[int(s), int(e)] for s, e in self.offsets],
+            "weights": [float(w) for w in self.weights],
+        }
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,6 +175,42 @@ class TextEncoder:
         get = self.stoi.get
         return [[get(t, 1) for t in toks[: self.max_len]] for toks in self.tokens(texts)]
 
+    def tokens_with_offsets(self, text: str) -> tuple[list[str], list[tuple[int, int]]]:
+        """The token norms of one note (as :meth:`tokens` gives them, cut to ``max_len``) and
+        each token's ``(start, end)`` character offsets in ``text`` as given (through
+        normalization). A character of a word split by the ``char`` / ``word+char``
+        granularity gets its own offsets when the word's norm and original have the same
+        length, else the whole word's.
+
+        Example:
+            >>> enc = TextEncoder(tokenizer_config={}, itos=["<pad>", "<unk>"], max_len=8)
+            >>> enc.tokens_with_offsets("ＢＰ高")
+            (['BP', '高'], [(0, 2), (2, 3)])
+        """
+        from ehrtext.data import _han_chars, _worker_tokenizer
+
+        tok = _worker_tokenizer(self._tokenize.tokenizer_json)
+        norms: list[str] = []
+        offsets: list[tuple[int, int]] = []
+        granularity = self._tokenize.granularity
+        for t in tok.tokenize(text):
+            w, s, e = t.norm, int(t.start), int(t.end)
+            split = len(w) > 1 and _han_chars(w) == list(w)
+            if granularity == "word" or not split:
+                norms.append(w)
+                offsets.append((s, e))
+                continue
+            if granularity == "word+char":
+                norms.append(w)
+                offsets.append((s, e))
+            one_to_one = e - s == len(w)
+            for i, c in enumerate(w):
+                norms.append(c)
+                offsets.append((s + i, s + i + 1) if one_to_one else (s, e))
+        if self.max_len is not None:
+            norms, offsets = norms[: self.max_len], offsets[: self.max_len]
+        return norms, offsets
+
 
 # --------------------------------------------------------------------------------------------
 # Builders (registered in ehrtext.bundle.KINDS)
@@ -158,6 +253,89 @@ class _RNNScorer:
         if self.task == "binary":
             z = z.reshape(-1)
         return apply_temperature(z, self.temperature, self.task)
+
+
+    # ---- explanations ------------------------------------------------------------------------
+
+    def _target_prob(self, logits: Any, target: int) -> Any:
+        """Probability of output ``target`` (temperature applied), differentiable."""
+        import torch
+
+        z = logits / self.temperature
+        if self.task == "multiclass":
+            return torch.softmax(z, dim=-1)[:, target]
+        if self.task == "binary":
+            return torch.sigmoid(z.reshape(-1))
+        return torch.sigmoid(z[:, target])
+
+    def attributions(
+        self, ids: Sequence[int], target: int, method: str = "attention", steps: int = 32
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(one weight per token, probabilities of the note) for one encoded note.
+
+        ``attention``: the pooling's attention weights (≥ 0, sum 1). ``ig``: integrated
+        gradients of the target's probability w.r.t. the token embeddings, from an all-zero
+        embedding baseline, ``steps`` midpoint-rule steps, summed over the embedding
+        dimension (signed; they add up to about p(note) - p(baseline)).
+        """
+        import torch
+
+        model = self.model
+        ids_t = torch.tensor([list(ids) or [1]], dtype=torch.long)
+        lengths = torch.tensor([ids_t.shape[1]])
+        model.eval()
+        if method == "attention":
+            with torch.inference_mode():
+                logits, weights = model(ids_t, lengths, return_attention=True)
+            if weights is None:
+                raise InputError(
+                    f"this model pools with {model.hparams.get('pooling')!r}, which has no "
+                    "attention weights: use method='ig'"
+                )
+            probs = self._probs_np(logits)
+            return weights[0].float().numpy().astype(np.float64), probs
+        if method != "ig":
+            raise InputError(f"method must be 'attention' or 'ig', got {method!r}")
+        if not isinstance(getattr(model, "embedding", None), torch.nn.Embedding) or any(
+            "quantized" in type(m).__module__ for m in model.modules()
+        ):
+            raise InputError("integrated gradients need the float (not quantized) model")
+        if getattr(model, "chunk_len", 0):
+            raise InputError("integrated gradients are not implemented for the hierarchical "
+                             "encoder (chunk_len > 0); use method='attention'")
+        steps = max(1, int(steps))
+        with torch.no_grad():
+            emb = model.embedding(ids_t)  # [1, T, D]
+            logits = model(ids_t, lengths)
+        probs = self._probs_np(logits)
+        alphas = (torch.arange(steps, dtype=emb.dtype) + 0.5) / steps
+        with torch.enable_grad():
+            path = (alphas.view(-1, 1, 1) * emb).detach().requires_grad_(True)  # [S, T, D]
+            states, _ = model.rnn(path)  # one note, no padding: no packing needed
+            mask = torch.ones(states.shape[:2], dtype=torch.bool)
+            pooled, _ = model.pool(states, mask)
+            out = self._target_prob(model.head(pooled), target)
+            (grads,) = torch.autograd.grad(out.sum(), path)
+        attr = (emb[0] * grads.mean(dim=0)).sum(dim=-1)
+        return attr.detach().double().numpy(), probs
+
+    def note_probs(self, ids: Sequence[int]) -> np.ndarray:
+        """Probabilities of one encoded note (a batch of one)."""
+        import torch
+
+        ids_t = torch.tensor([list(ids) or [1]], dtype=torch.long)
+        self.model.eval()
+        with torch.inference_mode():
+            logits = self.model(ids_t, torch.tensor([ids_t.shape[1]]))
+        return self._probs_np(logits)
+
+    def _probs_np(self, logits: Any) -> np.ndarray:
+        from ehrtext.metrics import apply_temperature
+
+        z = logits.detach().float().numpy()
+        if self.task == "binary":
+            z = z.reshape(-1)
+        return np.asarray(apply_temperature(z, self.temperature, self.task))[0]
 
 
 def _check_tokenizer(cfg: Mapping[str, Any], path: Any, allow_mismatch: bool) -> None:
@@ -447,6 +625,8 @@ class RiskModel:
 
         if on_error not in ("raise", "mark"):
             raise InputError(f"on_error must be 'raise' or 'mark', got {on_error!r}")
+        if not getattr(self.scorer, "accepts_text", True):  # e.g. multimodal: whole records
+            return self.scorer.predict(inputs, ids=ids, batch_size=batch_size, on_error=on_error)
         rows, as_records = self._records(inputs)
         texts, out_ids, problems = self._texts(rows, as_records, ids)
         if problems and on_error == "raise":
@@ -495,6 +675,80 @@ class RiskModel:
         for i in good:
             out[i] = [lab for j, lab in enumerate(self.labels) if probs[i, j] >= cuts[j]]
         return out
+
+
+    # ---- explanations ------------------------------------------------------------------------
+
+    def explain(
+        self,
+        text: str | Mapping[str, Any],
+        *,
+        method: str = "attention",
+        label: str | None = None,
+        steps: int = 32,
+    ) -> Explanation:
+        """Token attributions for one note, mapped to character offsets in the note as given.
+
+        Args:
+            text: a note, or a record with the spec's text fields (the offsets then index
+                into the joined note, :attr:`Explanation.text`).
+            method: ``"attention"`` (the attention pooling's weights; models pooled with
+                ``max``/``mean`` have none) or ``"ig"`` (integrated gradients of the label's
+                probability from an all-zero embedding baseline, ``steps`` steps).
+            label: the label to explain (default: the predicted one — for multi-label, the
+                most probable). Attention weights do not depend on it.
+
+        Raises:
+            InputError: a bad note, an unknown method or label, a model without token
+                attributions (the linear model) or a quantized model with ``ig``.
+
+        Example:
+            >>> ex = model.explain("主诉：胸痛3天", method="ig")            # doctest: +SKIP
+            >>> ex.top(3)                                                # doctest: +SKIP
+            [('胸痛', 3, 5, 0.41), ...]
+        """
+        if not hasattr(self.scorer, "attributions"):
+            raise InputError(f"a {self.kind!r} model has no token attributions: use an RNN model")
+        as_record = isinstance(text, Mapping)
+        clean, _, problems = self._texts([text], as_record, None)
+        if problems:
+            raise InputError(problems[0].reason)
+        note = clean[0]
+        assert note is not None
+        encoder: TextEncoder = self.scorer.encoder
+        tokens, offsets = encoder.tokens_with_offsets(note)
+        if tokens != encoder.tokens([note])[0]:  # pragma: no cover - a tokenizer bug
+            raise ModelFileError("tokens with offsets differ from the tokens the model reads")
+        ids = [encoder.stoi.get(t, 1) for t in tokens]
+        if label is None:
+            target = None
+        elif label in self.labels:
+            target = self.labels.index(label)
+        else:
+            raise InputError(f"unknown label {label!r}; the model's labels: {self.labels}")
+        probs = self.scorer.note_probs(ids)
+        if self.task == "binary":
+            p = float(np.ravel(probs)[0])
+            prob_map = {self.labels[0]: 1.0 - p, self.labels[-1]: p}
+            target = len(self.labels) - 1 if target is None else target
+        else:
+            prob_map = {lab: float(v) for lab, v in zip(self.labels, np.ravel(probs))}
+            target = int(np.argmax(np.ravel(probs))) if target is None else target
+        out_index = 0 if self.task == "binary" else target
+        weights, _ = self.scorer.attributions(ids, out_index, method=method, steps=steps)
+        if self.task == "binary" and target == 0 and method == "ig":
+            weights = -weights  # attributions of 1 - p(positive)
+        if not tokens:  # an empty token list is read as one <unk>: nothing to show
+            weights = np.zeros(0)
+        return Explanation(
+            text=note,
+            label=self.labels[target],
+            method=method,
+            probabilities=prob_map,
+            tokens=tokens,
+            offsets=[(int(s), int(e)) for s, e in offsets],
+            weights=[float(w) for w in weights[: len(tokens)]],
+        )
 
 
 def _more(problems: list[RowProblem]) -> str:

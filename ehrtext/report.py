@@ -228,10 +228,12 @@ def render_report_html(
 
     if task == "multiclass":
         cm = M.confusion_matrix(y_true, probs, task, labels)
-        cm_html = _confusion_svg(cm, labels)
+        # classes in the order of the per-label table (most frequent first)
+        cm_html = _confusion_svg(cm[np.ix_(order, order)], [labels[j] for j in order])
         cm_note = (
-            "Rows: true class; columns: predicted (arg-max) class. Colour: share of the row; "
-            "hover a cell for its count."
+            "Rows: true class; columns: predicted (arg-max) class; classes in the order of the "
+            "per-label table (most frequent first). Colour: share of the row; hover a cell for "
+            "its count."
         )
     elif task == "binary":
         cm = M.confusion_matrix(y_true, probs, task, labels, thresholds=result["thresholds"])

@@ -102,6 +102,7 @@ class TrainOptions:
     num_layers: int = 1
     dropout: float = 0.3
     pooling: str = "attention"
+    chunk_len: int = 0  # > 0: hierarchical encoder over windows of chunk_len tokens
     linear: dict[str, Any] = field(default_factory=dict)  # TfidfLinearModel options
     # training
     epochs: int = 10
@@ -361,7 +362,11 @@ def train_model(
         torch.set_num_threads(int(options.num_threads))
     if options.output:
         _check_output(Path(options.output))
-    prepared = prepared or prepare_data(options)
+    from ehrtext.distributed import is_main_process, main_first
+    from ehrtext.distributed import setup as distributed_setup
+
+    dist = distributed_setup()  # under torchrun: data-parallel (ehrtext.distributed); else None
+    prepared = prepared or main_first(dist, prepare_data, options)
     spec = prepared.spec
     labels = list(spec.labels)
     task = spec.task
@@ -432,6 +437,7 @@ def train_model(
             rnn="gru" if options.model == "bigru" else "lstm",
             dropout=options.dropout,
             pooling=options.pooling,
+            chunk_len=options.chunk_len,
             pretrained=pretrained,
             freeze_embeddings=options.freeze_embeddings,
         )
@@ -444,6 +450,10 @@ def train_model(
             sampler = RandomBatchSampler(len(train_lengths), options.batch_size, seed=options.seed)
         val_lengths = [max(1, len(e["input_ids"])) for e in prepared.val_examples]
         train_loader = BatchLoader(prepared.train_examples, sampler, task=task)
+        if dist is not None:  # each rank takes its share of every global batch
+            from ehrtext.distributed import ShardedBatchLoader
+
+            train_loader = ShardedBatchLoader(prepared.train_examples, sampler, dist, task=task)
         val_loader = BatchLoader(
             prepared.val_examples,
             LengthBucketSampler(val_lengths, options.eval_batch_size, shuffle=False),
@@ -465,7 +475,11 @@ def train_model(
             resume=options.resume,
             progress=options.progress,
         )
-        result = Trainer(model, task, tcfg).fit(train_loader, val_loader)
+        if dist is not None:
+            from ehrtext.distributed import adapt_config
+
+            tcfg = adapt_config(tcfg, dist, prepared.train["target"], len(labels), task)
+        result = Trainer(model, task, tcfg, distributed=dist).fit(train_loader, val_loader)
         history = result.history
         temperature, val_probs = _calibrate(task, result.val_logits, val_targets, options.calibrate)
         tensors, vocab_out = model.state_dict(), list(prepared.vocab.itos)
@@ -496,7 +510,7 @@ def train_model(
     )
     metrics["train_seconds"] = round(time.perf_counter() - t_start, 2)
     out_path = None
-    if options.output:
+    if options.output and is_main_process():  # rank 0 writes the model directory
         out_path = save_bundle(
             options.output, config=config, tensors=tensors, vocab=vocab_out, metrics=metrics
         )
@@ -729,6 +743,8 @@ def train(
         if not options.output:
             raise InputError("no --output model directory given")
         outcome = train_model(options)
+        if outcome.output is None:  # a rank > 0 under torchrun: rank 0 saves and reports
+            return
         m = outcome.metrics
         name = "macro F1" if options.task == "multiclass" else "macro AUPRC"
         key = ("macro", "f1") if options.task == "multiclass" else ("macro", "auprc")

@@ -344,19 +344,30 @@ class Trainer:
         model: a ``torch.nn.Module`` (e.g. :class:`~ehrtext.models.rnn.RNNClassifier`).
         task: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
         config: :class:`TrainConfig`.
+        distributed: an :class:`ehrtext.distributed.DistContext` under ``torchrun`` (gradients
+            all-reduced, rank 0's validation numbers used, checkpoints by rank 0); None: one
+            process.
 
     Example:
         >>> trainer = Trainer(model, "multilabel", TrainConfig(epochs=8))  # doctest: +SKIP
         >>> result = trainer.fit(train_loader, val_loader)              # doctest: +SKIP
     """
 
-    def __init__(self, model: Any, task: str, config: TrainConfig | None = None):
+    def __init__(
+        self,
+        model: Any,
+        task: str,
+        config: TrainConfig | None = None,
+        distributed: Any = None,
+    ):
         if task not in ("binary", "multiclass", "multilabel"):
             raise InputError(f"task must be binary, multiclass or multilabel, got {task!r}")
         self.model = model
         self.task = task
         self.config = config or TrainConfig()
         self.metric_name = metric_name(task)
+        # an ehrtext.distributed.DistContext under torchrun (None: one process)
+        self.distributed = distributed
 
     # ---- pieces ----------------------------------------------------------------------------
 
@@ -531,11 +542,14 @@ class Trainer:
                 loss = self._loss(loss_fn, logits, batch["targets"])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                loss_value = float(loss.detach())
+                if self.distributed is not None:  # DDP: the whole batch's gradient on all ranks
+                    loss_value = self.distributed.reduce_gradients(params, batch, loss_value)
                 if cfg.grad_clip and cfg.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 optimizer.step()
                 scheduler.step()
-                running += float(loss.detach())
+                running += loss_value
                 n_batches += 1
                 if n_batches % 10 == 0 or n_batches == steps_per_epoch:
                     bar.set_postfix(loss=f"{running / n_batches:.4f}", refresh=False)
@@ -553,6 +567,8 @@ class Trainer:
                     else float("nan")
                 )
             metric = selection_metric(self.task, val_logits, val_targets)
+            if self.distributed is not None:  # rank 0's numbers: one decision on all ranks
+                metric, val_loss = self.distributed.agree(metric, val_loss)
             record = {
                 "epoch": epoch,
                 "train_loss": running / max(1, n_batches),
@@ -578,7 +594,7 @@ class Trainer:
                     f"{' (best)' if best_epoch == epoch else ''} [{seconds:.1f} s]",
                     file=sys.stderr,
                 )
-            if folder is not None:
+            if folder is not None and getattr(self.distributed, "is_main", True):
                 self._save_checkpoint(
                     optimizer,
                     scheduler,

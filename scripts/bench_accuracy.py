@@ -12,7 +12,9 @@ Models (``--models``, comma-separated): ``linear_svm`` (TF-IDF char 1–3-grams 
 LinearSVC with calibrated probabilities), ``linear_lr`` (the same features, logistic
 regression), ``bigru`` / ``bilstm`` (ehrtext's RNNClassifier through ehrtext.training.Trainer:
 rjieba words, vocabulary from the training part only, masked attention pooling, early stopping
-on a dev part carved from the training data), and ``ensemble`` (the mean of the first linear
+on a dev part carved from the training data), ``hbigru`` / ``hbilstm`` (the same, hierarchical:
+a word-level BiRNN over windows of ``--chunk-len`` tokens, then a BiRNN over the windows), and
+``ensemble`` (the mean of the first linear
 model's and the first deep model's probabilities; no weight is tuned).
 
 Protocols (``scripts/tasks.py``): CHIP-CTC — per seed a stratified split of the training
@@ -58,7 +60,7 @@ from ehrtext.data import (  # noqa: E402
 )
 
 LINEAR = ("linear_svm", "linear_lr")
-DEEP = ("bigru", "bilstm")
+DEEP = ("bigru", "bilstm", "hbigru", "hbilstm")
 
 
 # ---- metrics ---------------------------------------------------------------------------------
@@ -162,12 +164,13 @@ def run_deep(kind: str, spec: TaskSpec, train: list[dict], dev: list[dict],
     model = RNNClassifier(
         len(vocab), len(spec.labels) if spec.task != "binary" else 1, spec.task,
         embedding_dim=args.embedding_dim, hidden_size=args.hidden,
-        rnn="gru" if kind == "bigru" else "lstm", dropout=args.dropout, pooling=args.pooling,
+        rnn="gru" if "gru" in kind else "lstm", dropout=args.dropout, pooling=args.pooling,
         pretrained=pretrained, freeze_embeddings=False,
+        chunk_len=args.chunk_len if kind.startswith("h") else 0,
     )
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          patience=args.patience, seed=seed, num_threads=args.threads,
-                         progress=False)
+                         class_weight=args.class_weight, progress=False)
     torch.manual_seed(seed)
     lengths = {name: [len(e["input_ids"]) or 1 for e in ex[name]] for name in ex}
     train_loader = BatchLoader(ex["train"], LengthBucketSampler(lengths["train"],
@@ -274,9 +277,53 @@ def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def print_table(name: str, summary: dict[str, Any]) -> None:
+    """The Markdown table of ``summary`` (mean ± sd; AUROC/AUPRC as fractions, others in %)."""
+    keys = sorted({k for m in summary for k in summary[m]})
+    print(f"\n| {name} | " + " | ".join(keys) + " |")
+    print("|---|" + "---|" * len(keys))
+    for m in summary:
+        cells = []
+        for k in keys:
+            s = summary[m].get(k)
+            scale = 1 if k.endswith("auroc") or k.endswith("auprc") else 100
+            cells.append("–" if s is None else (
+                f"{s['mean'] * scale:.3f} ± {s['sd'] * scale:.3f}" if scale == 1
+                else f"{s['mean'] * scale:.1f} ± {s['sd'] * scale:.1f}"))
+        print(f"| {m} | " + " | ".join(cells) + " |")
+
+
+def merge(paths: list[str], out: str | None) -> int:
+    """Pools single-seed runs (``--first-seed k --seeds 1``, one JSON each) into one summary,
+    so a long benchmark can run seed by seed and be reported with the seeds that finished."""
+    runs = [json.loads(Path(p).read_text("utf-8")) for p in paths]
+    first = runs[0]
+    for r in runs[1:]:
+        if r["task"] != first["task"] or r["models"] != first["models"]:
+            raise SystemExit(f"cannot merge {r['task']} {r['models']} with "
+                             f"{first['task']} {first['models']}")
+    per_seed = [s for r in runs for s in r["per_seed"]]
+    seeds = [k for r in runs for k in r["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"a seed appears twice: {seeds}")
+    summary = summarise(per_seed)
+    report = {k: v for k, v in first.items() if k not in ("summary", "per_seed", "seeds")}
+    report.update({"seeds": seeds, "commands": [r["command"] for r in runs],
+                   "seconds": sum(r["seconds"] for r in runs), "merged_from": paths,
+                   "summary": summary, "per_seed": per_seed})
+    target = Path(out) if out else REPO / "bench_out" / f"accuracy_{first['task']}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(report, ensure_ascii=False, indent=1, default=float), "utf-8")
+    print_table(first["task"], summary)
+    print(f"\n{len(per_seed)} seeds {seeds}, {report['seconds']:.0f} s; JSON: {target}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--task", required=True, choices=sorted(BUILDERS))
+    ap.add_argument("--task", choices=sorted(BUILDERS))
+    ap.add_argument("--merge", nargs="+", metavar="JSON",
+                    help="pool single-seed result files into one summary (writes --out)")
     ap.add_argument("--models", default="linear_svm,linear_lr",
                     help="comma-separated: linear_svm, linear_lr, bigru, bilstm, ensemble")
     ap.add_argument("--seeds", type=int, default=5, help="number of seeds (0..n-1)")
@@ -289,15 +336,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--embedding-dim", type=int, default=200)
     ap.add_argument("--dropout", type=float, default=0.3)
     ap.add_argument("--pooling", default="attention+max")
+    ap.add_argument("--chunk-len", type=int, default=64,
+                    help="window size (tokens) of the hierarchical hbigru / hbilstm")
     ap.add_argument("--max-len", type=int, default=None, help="tokens kept per note")
     ap.add_argument("--max-train", type=int, default=None, help="cap on deep training rows")
     ap.add_argument("--min-freq", type=int, default=2)
+    ap.add_argument("--class-weight", default=None, choices=["balanced"],
+                    help="deep models: class weights (multi-class) / pos_weight (multi-label)")
     ap.add_argument("--granularity", default="word", choices=["word", "char", "word+char"])
     ap.add_argument("--embeddings", default=None, help="word2vec vectors directory")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=None, help="JSON output (default bench_out/accuracy_<task>[_tag].json)")
+    ap.add_argument("--out", default=None,
+                    help="JSON output (default bench_out/accuracy_<task>[_tag].json)")
     ap.add_argument("--tag", default="", help="suffix of the default output name")
     args = ap.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.out)
+    if not args.task:
+        ap.error("--task is required (or --merge)")
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = set(models) - set(LINEAR) - set(DEEP) - {"ensemble"}
@@ -333,18 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         REPO / "bench_out" / f"accuracy_{task.name}{('_' + args.tag) if args.tag else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, ensure_ascii=False, indent=1, default=float), "utf-8")
-    keys = sorted({k for m in summary for k in summary[m]})
-    print(f"\n| {task.name} | " + " | ".join(keys) + " |")
-    print("|---|" + "---|" * len(keys))
-    for m in summary:
-        cells = []
-        for k in keys:
-            s = summary[m].get(k)
-            scale = 1 if k.endswith("auroc") or k.endswith("auprc") else 100
-            cells.append("–" if s is None else (
-                f"{s['mean'] * scale:.3f} ± {s['sd'] * scale:.3f}" if scale == 1
-                else f"{s['mean'] * scale:.1f} ± {s['sd'] * scale:.1f}"))
-        print(f"| {m} | " + " | ".join(cells) + " |")
+    print_table(task.name, summary)
     print(f"\n{len(per_seed)} seeds, {total_s:.0f} s; JSON: {out}")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -95,9 +96,17 @@ def test_multiclass_report_files_and_content(tmp_path):
     # confusion matrix: one cell per (true, predicted) pair, counts in the tooltips
     cells = [r for r in cm.iter(f"{SVG_NS}rect") if r.get("class") == "cm"]
     assert len(cells) == 36
-    counts = skm.confusion_matrix(y, p.argmax(1))
-    tip = cells[0].find(f"{SVG_NS}title").text
-    assert tip.startswith(f"true 冠心病 → predicted 冠心病: {counts[0, 0]} ")
+    counts = skm.confusion_matrix(y, p.argmax(1), labels=range(len(labels)))
+    # classes in the per-label table's order (most frequent first), rows and columns alike
+    order = sorted(range(len(labels)), key=lambda j: (-np.sum(y == j), j))
+    for k, cell in enumerate(cells):
+        i, j = order[k // len(labels)], order[k % len(labels)]
+        tip = cell.find(f"{SVG_NS}title").text
+        assert tip.startswith(f"true {labels[i]} → predicted {labels[j]}: {counts[i, j]} ")
+    start = page.index('<table class="per-label"')
+    table = page[start : page.index("</table>", start)]
+    rows = re.findall(r'<td class="name">(.*?)</td>', table)
+    assert [html.unescape(r) for r in rows] == [labels[j] for j in order]
     # reliability bars: one per non-empty bin, their counts add up to the rows
     bars = [r for r in rel.iter(f"{SVG_NS}rect") if r.get("class") == "bar"]
     bins = M.calibration_bins(y, p, n_bins=15)

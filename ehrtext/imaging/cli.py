@@ -5,7 +5,12 @@ Usage::
     ehrtext image train xrays.csv --image-field path --label-field finding \\
         --patient-field patient_id --network compact --size 64 --epochs 20 -o model/
     ehrtext image score xrays.csv --model model/ -o scores.csv     # bad images -> errors file
+    ehrtext image evaluate test.csv --model model/ -o report/      # metrics.json + report.html
     ehrtext explain-image --model model/ xray.dcm -o xray_cam.png  # Grad-CAM overlay (PNG)
+    ehrtext multimodal train records.csv -f note --image-field xray --tabular age \
+        --tabular sex --label-field finding --patient-field pid -o mm_model/
+    ehrtext multimodal evaluate test.csv --model mm_model/ -o report/
+    ehrtext multimodal score records.csv --model mm_model/ -o scores.csv
 
 An unreadable image is an entry of the errors file (``{"row", "id", "code", "reason"}``, the
 reason naming the file), never a crashed run; a missing model or manifest stops the command
@@ -25,7 +30,7 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["image_app", "explain_image_command"]
+__all__ = ["image_app", "multimodal_app", "explain_image_command"]
 
 image_app = typer.Typer(
     name="image",
@@ -150,6 +155,8 @@ def score_command(
     from ehrtext.cli import _clean_errors
 
     with _clean_errors():
+        import numpy as np
+
         from ehrtext.imaging.manifest import read_manifest
         from ehrtext.imaging.model import ImageModel
         from ehrtext.textio import ErrorSink
@@ -162,9 +169,9 @@ def score_command(
             ids = [r.id for r in m.rows for _ in r.images]
             rows = [r.row for r in m.rows for _ in r.images]
             df = image_model.predict(paths, ids=ids)
-            for i, reason in enumerate(df["error"]):
-                if reason is not None:
-                    sink.add(rows[i], ids[i], "bad_image", reason)
+            failed = df["error"].notna().to_numpy()  # pandas may store None as NaN
+            for i in np.flatnonzero(failed):
+                sink.add(rows[i], ids[i], "bad_image", str(df["error"].iloc[i]))
             good = df[df["error"].isna()].drop(columns=["error"])
             output.parent.mkdir(parents=True, exist_ok=True)
             tmp = output.with_name(f".{output.name}.tmp")
@@ -205,5 +212,263 @@ def explain_image_command(
         typer.echo(
             f"ehrtext explain-image: {output} ({explanation.heatmap.shape[1]}x"
             f"{explanation.heatmap.shape[0]}); explained {explanation.label!r}; {probs}",
+            err=True,
+        )
+
+
+def _report(output: Path, y, probs, model, title: str, n_bootstrap: int, extra: dict) -> dict:
+    from ehrtext.report import write_report
+
+    return write_report(
+        output,
+        y_true=y,
+        probs=probs,
+        task=model.task,
+        labels=model.labels,
+        thresholds=model.thresholds,
+        title=title,
+        extra=extra,
+        n_bootstrap=n_bootstrap,
+    )
+
+
+def _summary(result: dict) -> str:
+    macro = result.get("macro") or {}
+    parts = [
+        f"{k} {macro[k]:.4f}" for k in ("auroc", "auprc", "f1") if isinstance(macro.get(k), float)
+    ]
+    acc = (result.get("overall") or {}).get("accuracy")
+    if isinstance(acc, float):
+        parts.append(f"accuracy {acc:.4f}")
+    return ", ".join(parts)
+
+
+@image_app.command("evaluate")
+def image_evaluate_command(
+    manifest: Annotated[Path, typer.Argument(help="Labelled manifest (test data).")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Image model directory.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Report directory.")],
+    image_field: Annotated[str, typer.Option("--image-field")] = "image",
+    label_field: Annotated[str | None, typer.Option("--label-field")] = None,
+    id_field: Annotated[str | None, typer.Option("--id-field")] = None,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap replicates.")] = 1000,
+) -> None:
+    """Evaluate an image model on a labelled manifest: metrics.json + report.html (one row
+    per image; the model's stored thresholds and temperature, nothing tuned here)."""
+    from ehrtext.cli import _clean_errors
+
+    with _clean_errors():
+        import numpy as np
+
+        from ehrtext.imaging.manifest import read_manifest
+        from ehrtext.imaging.model import ImageModel
+        from ehrtext.textio import ErrorSink
+
+        image_model = ImageModel.load(model)
+        spec = json.loads((model / "ehrtext.json").read_text(encoding="utf-8")).get("spec") or {}
+        sink = ErrorSink(output / "errors.jsonl")
+        with sink:
+            m = read_manifest(
+                manifest,
+                image_field=image_field,
+                label_field=label_field or spec.get("label_field") or "label",
+                task=image_model.task,
+                labels=image_model.labels,
+                id_field=id_field,
+                errors=sink,
+            )
+            paths = [str(p) for r in m.rows for p in r.images]
+            targets = [r.fields["__target__"] for r in m.rows for _ in r.images]
+            df = image_model.predict(paths)
+            ok = df["error"].isna().to_numpy()
+            for i in np.flatnonzero(~ok):
+                sink.add(0, None, "bad_image", str(df["error"].iloc[i]))
+            cols = [f"p_{lab}" for lab in image_model.labels]
+            probs = df.loc[ok, cols].to_numpy()
+            if image_model.task == "binary":
+                probs = probs[:, 1]
+            y = np.asarray([t for t, good in zip(targets, ok) if good])
+            result = _report(
+                output,
+                y,
+                probs,
+                image_model,
+                f"ehrtext image evaluate: {model.name} on {manifest.name}",
+                bootstrap,
+                {"images": int(ok.sum()), "errors": sink.count},
+            )
+        typer.echo(
+            f"ehrtext image evaluate: {int(ok.sum())} images; {_summary(result)} -> {output}",
+            err=True,
+        )
+
+
+multimodal_app = typer.Typer(
+    name="multimodal",
+    help="Multimodal models: notes + an image + tabular columns per patient record.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+@multimodal_app.command("train")
+def multimodal_train_command(
+    manifest: Annotated[Path, typer.Argument(help="CSV / TSV / JSONL / Parquet manifest.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Model directory.")],
+    text_field: Annotated[
+        list[str] | None, typer.Option("--text-field", "-f", help="Text field (repeatable).")
+    ] = None,
+    image_field: Annotated[
+        str | None, typer.Option("--image-field", help="Image path column ('' for none).")
+    ] = "image",
+    tabular: Annotated[
+        list[str] | None, typer.Option("--tabular", help="Tabular column (repeatable).")
+    ] = None,
+    label_field: Annotated[str, typer.Option("--label-field")] = "label",
+    id_field: Annotated[str | None, typer.Option("--id-field")] = None,
+    patient_field: Annotated[str | None, typer.Option("--patient-field")] = None,
+    task: Annotated[str | None, typer.Option("--task", help="binary or multiclass.")] = None,
+    modalities: Annotated[
+        list[str] | None,
+        typer.Option("--modality", help="Use only these (text, image, tabular; repeatable)."),
+    ] = None,
+    fusion: Annotated[str, typer.Option("--fusion", help="attention or gated.")] = "attention",
+    rnn: Annotated[str, typer.Option("--rnn", help="gru or lstm.")] = "gru",
+    size: Annotated[int, typer.Option("--size", help="Image side in pixels.", min=8)] = 64,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 20,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 16,
+    lr: Annotated[float, typer.Option("--lr")] = 2e-3,
+    window: WindowOpt = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads.")] = None,
+    errors: Annotated[
+        Path | None, typer.Option("--errors", help="Errors JSONL (default: OUTPUT.errors.jsonl).")
+    ] = None,
+) -> None:
+    """Train a multimodal model (text BiGRU/BiLSTM + image CNN + tabular, fused) and save it."""
+    from ehrtext.cli import _clean_errors
+
+    with _clean_errors():
+        from ehrtext.multimodal import MultimodalConfig, train_multimodal
+        from ehrtext.textio import ErrorSink
+
+        config = MultimodalConfig(
+            text_fields=list(text_field or ["text"]),
+            image_field=image_field or None,
+            tabular=list(tabular or []),
+            modalities=list(modalities) if modalities else None,
+            fusion=fusion,
+            rnn=rnn,
+            image_size=size,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=lr,
+            window=_parse_window(window),
+            seed=seed,
+            threads=threads,
+        )
+        errors_path = errors or output.with_name(output.name + ".errors.jsonl")
+        with ErrorSink(errors_path) as sink:
+            model = train_multimodal(
+                manifest,
+                output,
+                label_field=label_field,
+                task=task,
+                id_field=id_field,
+                patient_field=patient_field,
+                config=config,
+                errors=sink,
+                log=lambda s: typer.echo("  " + s, err=True),
+            )
+        typer.echo(
+            f"ehrtext multimodal train: saved {output} ({model.task}, labels {model.labels}, "
+            f"modalities {model.modalities}); {sink.count} warnings/skipped rows"
+            + (f" -> {errors_path}" if sink.count else ""),
+            err=True,
+        )
+
+
+def _multimodal_rows(manifest: Path):
+    from ehrtext.imaging.manifest import read_table
+
+    return read_table(manifest)
+
+
+@multimodal_app.command("score")
+def multimodal_score_command(
+    manifest: Annotated[Path, typer.Argument(help="Manifest of records to score.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Multimodal model directory.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Scores (.csv or .jsonl).")],
+    id_field: Annotated[str | None, typer.Option("--id-field")] = None,
+    errors: Annotated[
+        Path | None, typer.Option("--errors", help="Errors JSONL (default: OUTPUT.errors.jsonl).")
+    ] = None,
+) -> None:
+    """Score every record of a manifest; a record missing a modality is scored from the
+    others (an unreadable image is noted in the errors file, the row still scored)."""
+    from ehrtext.cli import _clean_errors
+
+    with _clean_errors():
+        from ehrtext.multimodal import MultimodalModel
+        from ehrtext.textio import ErrorSink
+
+        mm = MultimodalModel.load(model)
+        mm.base = manifest.parent
+        rows = _multimodal_rows(manifest)
+        key = id_field or getattr(mm.spec, "id_field", None)
+        ids = [r.get(key) if key else i + 1 for i, r in enumerate(rows)]
+        errors_path = errors or output.with_name(output.stem + ".errors.jsonl")
+        with ErrorSink(errors_path) as sink:
+            df = mm.predict(rows, ids=ids, errors=sink)
+            output.parent.mkdir(parents=True, exist_ok=True)
+            tmp = output.with_name(f".{output.name}.tmp")
+            if output.suffix.lower() in (".jsonl", ".json"):
+                with open(tmp, "w", encoding="utf-8") as fh:
+                    for rec in df.to_dict("records"):
+                        fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+            else:
+                df.to_csv(tmp, index=False)
+            tmp.replace(output)
+        typer.echo(
+            f"ehrtext multimodal score: {len(df)} records scored; {sink.count} unreadable "
+            "images (scored without them)" + (f" -> {errors_path}" if sink.count else ""),
+            err=True,
+        )
+
+
+@multimodal_app.command("evaluate")
+def multimodal_evaluate_command(
+    manifest: Annotated[Path, typer.Argument(help="Labelled manifest (test data).")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Multimodal model directory.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Report directory.")],
+    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap replicates.")] = 1000,
+) -> None:
+    """Evaluate a multimodal model on labelled records: metrics.json + report.html (the
+    model's stored thresholds and temperature; nothing is tuned on this data)."""
+    from ehrtext.cli import _clean_errors
+
+    with _clean_errors():
+        from ehrtext.multimodal import MultimodalModel, evaluate_records
+
+        mm = MultimodalModel.load(model)
+        mm.base = manifest.parent
+        y, probs, n_bad = evaluate_records(mm, _multimodal_rows(manifest))
+        result = _report(
+            output,
+            y,
+            probs,
+            mm,
+            f"ehrtext multimodal evaluate: {model.name} on {manifest.name}",
+            bootstrap,
+            {
+                "records": int(len(y)),
+                "unlabelled_rows_skipped": n_bad,
+                "modalities": ", ".join(mm.modalities),
+            },
+        )
+        typer.echo(
+            f"ehrtext multimodal evaluate: {len(y)} records; {_summary(result)} -> {output}",
             err=True,
         )

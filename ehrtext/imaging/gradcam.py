@@ -67,7 +67,9 @@ def gradcam(network: Any, images: Any, layer: str, class_index: int | None = Non
     was_training = network.training
     network.eval()
     try:
-        cam = GradCAM(nn_module=network, target_layers=layer)
+        # MONAI's default post-processing maps (min, max) to (1, 0), i.e. it flips the map
+        # (made for OpenCV colour maps); ours maps the strongest evidence to 1.
+        cam = GradCAM(nn_module=network, target_layers=layer, postprocessing=_unit_scale)
         x = images.float().contiguous().clone().requires_grad_(True)
         with torch.enable_grad():
             maps = cam(x, class_idx=class_index)
@@ -75,6 +77,13 @@ def gradcam(network: Any, images: Any, layer: str, class_index: int | None = Non
         network.train(was_training)
     out = maps.detach().float().numpy()[:, 0]
     return np.nan_to_num(out, nan=0.0).clip(0.0, 1.0)
+
+
+def _unit_scale(maps: Any) -> Any:
+    """Scale each map of ``[B, 1, H, W]`` to [0, 1] (min → 0, max → 1; a constant map → 0)."""
+    lo = maps.amin(dim=(-2, -1), keepdim=True)
+    span = maps.amax(dim=(-2, -1), keepdim=True) - lo
+    return (maps - lo) / span.clamp_min(1e-12)
 
 
 def explain_image(

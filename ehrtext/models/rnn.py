@@ -6,6 +6,13 @@ packing: same tokens, faster on CPU), and the pooling ignores the padded positio
 scores are set to ``-inf`` there, max pooling ignores them, mean pooling divides by the true
 length). So a note gives the same logits alone or padded inside a batch (tested).
 
+Long notes (``chunk_len > 0``): a hierarchical encoder. Each note's tokens are cut into
+consecutive windows of ``chunk_len`` tokens; the word-level BiRNN reads every window on its
+own (packed, many short sequences in one batch), masked pooling turns each window into a
+vector, and a second BiRNN with its own masked pooling reads the sequence of window vectors.
+Its attention weights, returned per token, are the window weight times the within-window
+weight, so they still sum to 1 over the real tokens of a note.
+
 Heads, by task:
 
 * ``"binary"``: one logit per note (the positive class), trained with ``BCEWithLogitsLoss``.
@@ -121,6 +128,8 @@ class RNNClassifier(nn.Module):
             :func:`ehrtext.embeddings.build_embedding_matrix`) to initialise the embedding.
         freeze_embeddings: keep the embedding fixed during training.
         padding_idx: the padding token id (its row stays zero).
+        chunk_len: 0 (default) for one RNN over the whole note; ``n > 0`` for the
+            hierarchical encoder over windows of ``n`` tokens (see the module docstring).
 
     Example:
         >>> m = RNNClassifier(50, 2, "multilabel", embedding_dim=8, hidden_size=4, rnn="lstm")
@@ -143,8 +152,11 @@ class RNNClassifier(nn.Module):
         pretrained: Any = None,
         freeze_embeddings: bool = False,
         padding_idx: int = 0,
+        chunk_len: int = 0,
     ):
         super().__init__()
+        if int(chunk_len) < 0:
+            raise InputError(f"chunk_len must be 0 or positive, got {chunk_len!r}")
         if rnn not in RNN_TYPES:
             raise InputError(f"rnn must be one of {', '.join(RNN_TYPES)}, got {rnn!r}")
         if pretrained is not None:
@@ -170,7 +182,9 @@ class RNNClassifier(nn.Module):
             "pooling": pooling,
             "freeze_embeddings": bool(freeze_embeddings),
             "padding_idx": int(padding_idx),
+            "chunk_len": int(chunk_len),
         }
+        self.chunk_len = int(chunk_len)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
         if pretrained is not None:
             with torch.no_grad():
@@ -188,7 +202,14 @@ class RNNClassifier(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
         self.pool = MaskedPooling(2 * hidden_size, pooling)
-        self.head = nn.Linear(self.pool.out_dim, self.n_outputs)
+        top_dim = self.pool.out_dim
+        if self.chunk_len:
+            self.chunk_rnn = rnn_cls(
+                self.pool.out_dim, hidden_size, batch_first=True, bidirectional=True
+            )
+            self.chunk_pool = MaskedPooling(2 * hidden_size, pooling)
+            top_dim = self.chunk_pool.out_dim
+        self.head = nn.Linear(top_dim, self.n_outputs)
 
     @classmethod
     def from_hparams(cls, hparams: dict[str, Any]) -> RNNClassifier:
@@ -201,25 +222,68 @@ class RNNClassifier(nn.Module):
         """
         return cls(**hparams)
 
+    @staticmethod
+    def _run(rnn: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """States ``[B, T, 2H]`` of ``rnn`` over ``x`` ``[B, T, D]`` (zeros on padding);
+        ``lengths`` on the CPU, each in ``1..T``."""
+        max_len = x.shape[1]
+        if bool((lengths == max_len).all()):
+            # no padding in this batch (length-bucketed batches often are): the plain RNN
+            # call reads the same tokens as the packed one and is ~1.5x faster on CPU
+            states, _ = rnn(x)
+            return states
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = rnn(packed)
+        states, _ = pad_packed_sequence(out, batch_first=True, total_length=max_len)
+        return states
+
     def encode(
         self, input_ids: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """RNN states ``[B, T, 2H]`` (zeros on padding) and the mask ``[B, T]``."""
+        """RNN states ``[B, T, 2H]`` (zeros on padding) and the mask ``[B, T]`` (the flat
+        encoder; the hierarchical one has no per-token states of a single RNN)."""
         if input_ids.ndim != 2:
             raise InputError(f"input_ids must be [batch, time], got shape {tuple(input_ids.shape)}")
         max_len = input_ids.shape[1]
         lengths = lengths.to("cpu", torch.int64).clamp(min=1, max=max(max_len, 1))
         emb = self.dropout(self.embedding(input_ids))
         mask = sequence_mask(lengths.to(input_ids.device), max_len)
-        if bool((lengths == max_len).all()):
-            # no padding in this batch (length-bucketed batches often are): the plain RNN
-            # call reads the same tokens as the packed one and is ~1.5x faster on CPU
-            states, _ = self.rnn(emb)
-            return states, mask
-        packed = pack_padded_sequence(emb, lengths, batch_first=True, enforce_sorted=False)
-        out, _ = self.rnn(packed)
-        states, _ = pad_packed_sequence(out, batch_first=True, total_length=max_len)
-        return states, mask
+        return self._run(self.rnn, emb, lengths), mask
+
+    def _hierarchical(
+        self, input_ids: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Pooled note vectors ``[B, D]`` and per-token attention ``[B, T]`` (or None)."""
+        if input_ids.ndim != 2:
+            raise InputError(f"input_ids must be [batch, time], got shape {tuple(input_ids.shape)}")
+        batch, max_len = input_ids.shape
+        size = self.chunk_len
+        lengths = lengths.to("cpu", torch.int64).clamp(min=1, max=max(max_len, 1))
+        n_chunks = max(1, -(-max_len // size))
+        ids = nn.functional.pad(input_ids, (0, n_chunks * size - max_len), value=0)
+        ids = ids.reshape(batch * n_chunks, size)
+        starts = torch.arange(n_chunks) * size
+        chunk_lengths = (lengths.unsqueeze(1) - starts.unsqueeze(0)).clamp(min=0, max=size)
+        flat = chunk_lengths.reshape(-1)
+        keep = flat > 0                                # windows holding real tokens
+        kept_ids, kept_len = ids[keep.to(ids.device)], flat[keep]
+        emb = self.dropout(self.embedding(kept_ids))
+        states = self._run(self.rnn, emb, kept_len)
+        word_mask = sequence_mask(kept_len.to(ids.device), size)
+        pooled, word_w = self.pool(states, word_mask)
+        vecs = pooled.new_zeros(batch * n_chunks, pooled.shape[-1])
+        vecs[keep.to(vecs.device)] = pooled
+        vecs = self.dropout(vecs.reshape(batch, n_chunks, -1))
+        counts = (chunk_lengths > 0).sum(dim=1).clamp(min=1)
+        top = self._run(self.chunk_rnn, vecs, counts)
+        note, chunk_w = self.chunk_pool(top, sequence_mask(counts.to(vecs.device), n_chunks))
+        weights = None
+        if word_w is not None and chunk_w is not None:
+            full = word_w.new_zeros(batch * n_chunks, size)
+            full[keep.to(full.device)] = word_w
+            weights = (full.reshape(batch, n_chunks, size) * chunk_w.unsqueeze(-1))
+            weights = weights.reshape(batch, n_chunks * size)[:, :max_len]
+        return note, weights
 
     def forward(
         self, input_ids: torch.Tensor, lengths: torch.Tensor, return_attention: bool = False
@@ -227,8 +291,11 @@ class RNNClassifier(nn.Module):
         """Logits ``[B, n_outputs]`` (``[B, 1]`` for binary); with ``return_attention`` also
         the attention weights ``[B, T]`` (None for max/mean pooling). A note of length 0 is
         read as its first token (collate pads it with ``<unk>``)."""
-        states, mask = self.encode(input_ids, lengths)
-        pooled, weights = self.pool(states, mask)
+        if self.chunk_len:
+            pooled, weights = self._hierarchical(input_ids, lengths)
+        else:
+            states, mask = self.encode(input_ids, lengths)
+            pooled, weights = self.pool(states, mask)
         logits = self.head(self.dropout(pooled))
         if return_attention:
             return logits, weights

@@ -36,8 +36,9 @@ scopes are all offsets into the text AS GIVEN. At one place the longest cue wins
 ``无明显诱因`` over ``无``); on a tie a pattern wins over a literal cue. :meth:`ConText.find_cues`
 lists the cues of a note with their scopes.
 
-Speed: one C-level scan for the literal cues (a trie regex) and one for the patterns; scope
-limits are searched in each cue's window only; concepts are swept in order of their start.
+Speed: one Aho-Corasick pass for the literal cues (``ahocorasick_rs``) and one regex scan for
+the patterns; scope limits are searched in each cue's window only; concepts are swept in order
+of their start.
 About 2 µs of Python per cue and per concept: ~12 MB/s of EMR notes with their sections.
 
 Example:
@@ -55,6 +56,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from operator import sub
 from typing import Any, NamedTuple
 
 from ehrtext.errors import InputError, ResourceError, describe_type
@@ -103,25 +105,6 @@ _BOUNDARY_REV = re.compile(
     r"(?=[,:，：。;!?；！？\n①-⑳.、)])(?:(?P<c>[,:，：])|(?P<s>[。;!?；！？\n①-⑳]"
     r"|(?<![\d%])[.、)]\d{1,2}(?![\d.])|\)\d{1,2}\(|、[一二三四五六七八九十]{1,2}))"
 )
-
-
-def _alternation(words: Iterable[str]) -> str:
-    """A regex for any of ``words``, factored as a trie (longer words win over prefixes)."""
-    trie: dict = {}
-    for word in set(words):
-        node = trie
-        for ch in word:
-            node = node.setdefault(ch, {})
-        node[""] = True
-
-    def emit(node: dict) -> str:
-        branches = [re.escape(ch) + emit(child) for ch, child in sorted(node.items()) if ch]
-        if not branches:
-            return ""
-        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
-        return f"(?:{body})?" if "" in node else body
-
-    return emit(trie)
 
 
 # --------------------------------------------------------------------------------------------
@@ -381,7 +364,18 @@ class _Compiled:
                 pattern_parts.append(f"(?P<r{len(self.pattern_info)}>{r.pattern})")
                 self.pattern_info.append((infos, mask))
         self.literal = literal
-        self.literal_re = re.compile(_alternation(literal)) if literal else None
+        # leftmost-longest over the literal cues: one Aho-Corasick pass (Rust; the same matches
+        # as a trie regex of the cues, at about twice its speed)
+        self.literal_ac = None
+        self.literal_info: list[tuple[tuple, int]] = []
+        if literal:
+            import ahocorasick_rs
+
+            keys = list(literal)
+            self.literal_info = [literal[k] for k in keys]
+            self.literal_ac = ahocorasick_rs.AhoCorasick(
+                keys, matchkind=ahocorasick_rs.MatchKind.LeftmostLongest
+            )
         self.patterns = None
         if pattern_parts:
             body = "|".join(pattern_parts)
@@ -472,6 +466,11 @@ class ConText:
                 raise InputError(f"context rule #{i}: {exc}") from None
         return cls(rules, normalizer=normalizer, section_defaults=d.get("section_defaults", True))
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_compiled"] = None  # rebuilt on first use (the automaton does not pickle)
+        return state
+
     def _get_compiled(self) -> _Compiled:
         if self._compiled is None:
             self._compiled = _Compiled(self._rules, self.normalizer)
@@ -507,9 +506,9 @@ class ConText:
 
         # 1. matches, leftmost-longest over literal cues and patterns (normalized offsets):
         #    (start, end, (modifying rules, stop mask))
-        lit = comp.literal
-        if comp.literal_re is not None:
-            found = [(*m.span(), lit[m.group()]) for m in comp.literal_re.finditer(t)]
+        if comp.literal_ac is not None:
+            info = comp.literal_info
+            found = [(s, e, info[p]) for p, s, e in comp.literal_ac.find_matches_as_indexes(t)]
         else:
             found = []
         if comp.patterns is not None:
@@ -688,16 +687,37 @@ class ConText:
                 except (TypeError, ValueError):
                     s, e = _pair(sp)
                 checked.append((s, e))
-        longest = max([e - s for s, e in checked])
         # spans usually come sorted (a matcher's output): then no sort and no indirection
-        in_order = all([a <= b for a, b in zip(checked, checked[1:])])
-        if in_order:
-            order: Sequence[int] = range(len(checked))
-            near = ([s for s, _ in checked], longest)
-        else:
-            order = sorted(range(len(checked)), key=checked.__getitem__)
-            near = ([checked[i][0] for i in order], longest)
-        cues = self._cues(norm, sections, tokens, near)
+        if all([a <= b for a, b in zip(checked, checked[1:])]):
+            return self._sweep(
+                norm, [s for s, _ in checked], [e for _, e in checked], sections, tokens
+            )
+        order = sorted(range(len(checked)), key=checked.__getitem__)
+        swept = self._sweep(
+            norm, [checked[i][0] for i in order], [checked[i][1] for i in order], sections, tokens
+        )
+        results: list[Assertion] = [None] * len(checked)  # type: ignore[list-item]
+        for i, a in zip(order, swept):
+            results[i] = a
+        return results
+
+    __call__ = apply
+
+    def _sweep(
+        self,
+        norm: Normalized,
+        starts: list[int],
+        ends: list[int],
+        sections: Sequence[Any] | None,
+        tokens: Any,
+    ) -> list[Assertion]:
+        """The assertions of spans given as columns sorted by ``(start, end)`` (validated: ints,
+        ``0 <= start <= end``), in that order. :class:`~ehrtext.text.pipeline.TextPipeline`
+        calls it with a :class:`~ehrtext.text.concepts.Concepts`' columns directly."""
+        if not starts:
+            return []
+        longest = max(map(sub, ends, starts))
+        cues = self._cues(norm, sections, tokens, (starts, longest))
         sec_list: list[Any] = []
         if sections and self.section_defaults:
             sec_list = sorted(
@@ -735,13 +755,13 @@ class ConText:
 
         # sweep: spans by start; ``active`` holds the regions begun before the span's end
         # and not yet ended (usually one to three)
-        results: list[Assertion | None] = [None] * len(checked)
+        results: list[Assertion] = []
+        add = results.append
         active: list[tuple] = []
         min_end = 1 << 62  # the earliest end among the active regions
         sec_j, n_sec = -1, len(sec_info)  # the section holding the span (sections by start)
         nxt = 0
-        spans_in_order = enumerate(checked) if in_order else ((i, checked[i]) for i in order)
-        for idx, (s, e) in spans_in_order:
+        for s, e in zip(starts, ends):
             stop = e if e > s else s + 1
             while nxt < n_regions and regions[nxt][0] < stop:
                 r = regions[nxt]
@@ -753,7 +773,7 @@ class ConText:
                 active = [r for r in active if r[1] > s]
                 min_end = min([r[1] for r in active], default=1 << 62)
             if not active and not sec_info:
-                results[idx] = _new(Assertion, (s, e, False, False, False, False, False, ()))
+                add(_new(Assertion, (s, e, False, False, False, False, False, ())))
                 continue
             mask = 0
             hit: list[int] | None = None
@@ -777,7 +797,7 @@ class ConText:
                             extra.append(c)
                     mask |= sec_info[sec_j][1]
             if not mask:
-                results[idx] = _new(Assertion, (s, e, False, False, False, False, False, ()))
+                add(_new(Assertion, (s, e, False, False, False, False, False, ())))
                 continue
             found: list[Cue] = []
             if hit is not None:
@@ -790,22 +810,22 @@ class ConText:
             if mask & _FAM and mask & _HIST:  # a relative's condition is not the patient's past
                 mask &= ~_HIST
                 found = [c for c in found if c.category != "HISTORICAL"]
-            results[idx] = _new(
-                Assertion,
-                (
-                    s,
-                    e,
-                    bool(mask & _NEG),
-                    bool(mask & _POS),
-                    bool(mask & _HIST),
-                    bool(mask & _FAM),
-                    bool(mask & _HYP),
-                    tuple(found),
-                ),
+            add(
+                _new(
+                    Assertion,
+                    (
+                        s,
+                        e,
+                        bool(mask & _NEG),
+                        bool(mask & _POS),
+                        bool(mask & _HIST),
+                        bool(mask & _FAM),
+                        bool(mask & _HYP),
+                        tuple(found),
+                    ),
+                )
             )
-        return results  # type: ignore[return-value]
-
-    __call__ = apply
+        return results
 
     def __repr__(self) -> str:
         return f"<ConText rules={len(self._rules)}>"
@@ -842,7 +862,7 @@ def _pair(span: Any) -> tuple[int, int]:
 
 def _make_cue(c: tuple) -> Cue:
     cs, ce, kind, _, ss, se, cat, label = c
-    return Cue(cs, ce, cat, DIRECTIONS[kind], ss, se, label)
+    return _new(Cue, (cs, ce, cat, DIRECTIONS[kind], ss, se, label))
 
 
 def _first_class(pattern: str) -> str | None:

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
@@ -98,6 +99,13 @@ class TextPipeline:
         concepts: a :class:`~ehrtext.text.concepts.ConceptMatcher` (default: shipped lexicons).
         context: a :class:`~ehrtext.text.context.ConText` (default: shipped rules).
         tokenize: also return the tokens (the other stages do not need them).
+        pause_gc: pause Python's cyclic garbage collector while a batch is processed (it is
+            switched back on after each batch, and left alone when it was off). A batch
+            allocates hundreds of thousands of small objects that hold no reference cycles;
+            each generation-2 collection they trigger walks every object of the process,
+            which in a process that has also loaded spaCy or torch costs more than the
+            pipeline itself (``scripts/bench_pipeline.py``). Set ``False`` if another thread
+            relies on the collector running during a batch.
 
     All stages should share one :class:`NormalizerConfig` (the defaults do); a stage with
     another one normalizes the note again with its own.
@@ -116,12 +124,14 @@ class TextPipeline:
         context: ConText | None = None,
         *,
         tokenize: bool = True,
+        pause_gc: bool = True,
     ) -> None:
         self.tokenizer = tokenizer if tokenizer is not None else Tokenizer()
         self.sectionizer = sectionizer if sectionizer is not None else Sectionizer()
         self.concepts = concepts if concepts is not None else ConceptMatcher()
         self.context = context if context is not None else ConText()
         self.tokenize = bool(tokenize)
+        self.pause_gc = bool(pause_gc)
         self.normalizer: NormalizerConfig = self.tokenizer.normalizer
         default = NormalizerConfig()
 
@@ -160,6 +170,15 @@ class TextPipeline:
             yield from self._batch(batch, first)
 
     def _batch(self, texts: list[str], first: int) -> list[NoteAnnotation]:
+        if not self.pause_gc or not gc.isenabled():
+            return self._run_batch(texts, first)
+        gc.disable()
+        try:
+            return self._run_batch(texts, first)
+        finally:
+            gc.enable()
+
+    def _run_batch(self, texts: list[str], first: int) -> list[NoteAnnotation]:
         for k, t in enumerate(texts):
             if not isinstance(t, str):
                 kind = describe_type(t)
@@ -175,8 +194,10 @@ class TextPipeline:
         concepts = list(self.concepts.pipe(normalized if self._concepts_shared else texts))
         out = []
         for t, n, toks, secs, cs in zip(texts, normalized, tokens, sections, concepts):
-            spans = list(zip(cs.starts, cs.ends))
-            assertions = ctx.apply(n if self._context_shared else t, spans, secs) if spans else []
+            # the matcher's columns are valid and sorted: no (start, end) pairs, no checks
+            if not self._context_shared:
+                n = ctx._normalize(t)
+            assertions = ctx._sweep(n, cs.starts, cs.ends, secs, None) if cs.starts else []
             out.append(NoteAnnotation(t, toks, secs, cs, assertions))
         return out
 

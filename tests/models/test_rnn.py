@@ -15,7 +15,8 @@ from ehrtext.models.rnn import (  # noqa: E402
 )
 
 
-def _model(task="multiclass", rnn="gru", pooling="attention", num_labels=4, layers=1):
+def _model(task="multiclass", rnn="gru", pooling="attention", num_labels=4, layers=1,
+           chunk_len=0):
     torch.manual_seed(0)
     m = RNNClassifier(
         vocab_size=60,
@@ -27,6 +28,7 @@ def _model(task="multiclass", rnn="gru", pooling="attention", num_labels=4, laye
         rnn=rnn,
         pooling=pooling,
         dropout=0.5,
+        chunk_len=chunk_len,
     )
     return m.eval()
 
@@ -131,3 +133,39 @@ def test_hparams_round_trip_and_bad_settings():
         RNNClassifier(10, 2, "binary", pooling="sum")
     with pytest.raises(InputError, match="task"):
         RNNClassifier(10, 2, "regression")
+
+
+@pytest.mark.parametrize("rnn", ["gru", "lstm"])
+@pytest.mark.parametrize("pooling", ["attention", "max", "attention+max"])
+def test_hierarchical_padding_does_not_change_logits(rnn, pooling):
+    m = _model(rnn=rnn, pooling=pooling, chunk_len=4)
+    g = torch.Generator().manual_seed(2)
+    # lengths: inside one window, exactly two windows, a partial last window, one token
+    notes = [torch.randint(2, 60, (n,), generator=g) for n in (3, 8, 11, 1)]
+    alone = torch.cat([m(n.unsqueeze(0), torch.tensor([len(n)])) for n in notes])
+    T = 17  # more windows than any note has
+    batch = torch.randint(2, 60, (len(notes), T), generator=g)  # garbage after each note
+    for i, n in enumerate(notes):
+        batch[i, : len(n)] = n
+    lengths = torch.tensor([len(n) for n in notes])
+    torch.testing.assert_close(m(batch, lengths), alone, atol=1e-5, rtol=1e-5)
+
+
+def test_hierarchical_reads_every_window_and_attention_sums_to_one():
+    m = _model(chunk_len=3)
+    ids = torch.randint(2, 60, (3, 10))
+    lengths = torch.tensor([10, 4, 1])
+    logits, attn = m(ids, lengths, return_attention=True)
+    assert logits.shape == (3, 4) and attn.shape == (3, 10)
+    torch.testing.assert_close(attn.sum(-1), torch.ones(3))
+    assert (attn[1, 4:] == 0).all() and (attn[2, 1:] == 0).all()
+    assert (attn[0] > 0).all()  # tokens of the last, partial window weigh in too
+    # changing a token in the last window changes the note's logits (it is read)
+    changed = ids.clone()
+    changed[0, 9] = 2 if ids[0, 9] != 2 else 3
+    assert not torch.allclose(m(changed, lengths)[0], logits[0])
+    rebuilt = RNNClassifier.from_hparams(m.hparams)
+    rebuilt.load_state_dict(m.state_dict())
+    torch.testing.assert_close(rebuilt.eval()(ids, lengths), logits)
+    with pytest.raises(InputError, match="chunk_len"):
+        RNNClassifier(10, 2, "binary", chunk_len=-1)

@@ -159,7 +159,8 @@ def test_section_fields_json_config(tmp_path):
                 "n_bootstrap": 0,
                 "num_threads": 1,
                 "progress": False,
-                "pooling": "max",
+                "pooling": "attention",
+                "chunk_len": 4,  # the hierarchical encoder, saved and rebuilt
             },
             ensure_ascii=False,
         ),
@@ -169,6 +170,14 @@ def test_section_fields_json_config(tmp_path):
     assert res.exit_code == 0, out
     model = RiskModel.load(tmp_path / "m")
     assert model.kind == "bilstm" and model.spec.text_fields == ["主诉", "现病史"]
+    net = model.scorer.model
+    assert net.chunk_len == 4 and net.hparams["chunk_len"] == 4
+    # attention through both levels: one weight per token, summing to 1
+    ex = model.explain(rows[0])
+    assert len(ex.weights) == len(ex.tokens) > 4
+    assert min(ex.weights) >= 0 and sum(ex.weights) == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(InputError, match="hierarchical"):
+        model.explain(rows[0], method="ig")
     joined = [f"【主诉】{r['主诉']}\n【现病史】{r['现病史']}" for r in rows[:4]]
     np.testing.assert_allclose(
         model.predict_proba(rows[:4]), model.predict_proba(joined), atol=1e-6
