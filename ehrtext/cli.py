@@ -621,8 +621,12 @@ def demo(
     ] = 3,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Tokens shown per note.")] = 60,
     backend: BackendOpt = Backend.rjieba,
+    score: Annotated[
+        bool, typer.Option("--score/--no-score", help="Score the notes with the demo model.")
+    ] = True,
 ) -> None:
-    """Normalize and tokenize the shipped (invented) sample notes and show the offsets."""
+    """Normalize and tokenize the shipped (invented) sample notes and show the offsets, then
+    score them with the shipped demo model and explain one prediction."""
     with _clean_errors():
         from ehrtext.resources import corpus_path
         from ehrtext.text import Tokenizer, normalize
@@ -690,6 +694,62 @@ def demo(
         )
         if bad_offsets:
             raise typer.Exit(1)
+        if score:
+            try:
+                import safetensors  # noqa: F401
+                import torch  # noqa: F401
+            except ImportError as exc:
+                typer.echo(
+                    f"\nScoring skipped: {exc.name} is not installed "
+                    "(pip install 'ehrtext[models]' to score the notes with the demo model)"
+                )
+                return
+            _demo_score(records)
+
+
+#: The model `ehrtext demo` scores with (scripts/train_demo_model.py; card in its README.md).
+DEMO_MODEL = "toyhom_im_departments"
+
+
+def _demo_score(records: list[Any]) -> None:
+    """The main job on the sample notes: score them with the shipped demo model and explain
+    one prediction (top tokens with their offsets in the note)."""
+    from ehrtext.predict import RiskModel
+    from ehrtext.resources import corpus_path
+
+    t0 = time.perf_counter()
+    model = RiskModel.load(corpus_path("models", DEMO_MODEL), num_threads=1)
+    load_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    df = model.predict([r.text for r in records], ids=[r.id for r in records])
+    score_s = time.perf_counter() - t1
+    typer.echo(
+        f"\nScoring: the {len(records)} notes with the shipped demo model corpora/models/"
+        f"{DEMO_MODEL} ({model.kind}; trained on MIT-licensed patient questions, "
+        f"Toyhom internal medicine; labels = sub-departments; see its README.md)"
+    )
+    short = [lab[:4] for lab in model.labels]
+    typer.echo("  id    diagnosis   " + " ".join(f"{lab:>5}" for lab in short) + "  -> department")
+    for rec, (_, row) in zip(records, df.iterrows()):
+        probs = " ".join(f"{row[f'p_{lab}']:6.3f}" for lab in model.labels)
+        diag = str(rec.meta.get("label", ""))
+        typer.echo(f"  {rec.id:<5} {diag:<7} {probs}  -> {row['label']}")
+    typer.echo(
+        f"  ({len(records)} notes scored in {score_s * 1000:.0f} ms; model load {load_s:.2f} s. "
+        "The same numbers come from RiskModel.predict, spaCy ehr_risk and `ehrtext score`.)"
+    )
+    rec = records[0]
+    ex = model.explain(rec.text, method="attention")
+    typer.echo(
+        f"\nExplanation of [{rec.id}] -> {ex.label} (p = {ex.probabilities[ex.label]:.3f}), "
+        "attention weights; [start:end] are offsets in the original note:"
+    )
+    for piece, start, end, weight in ex.top(8):
+        typer.echo(f"  {_show(piece)}[{start}:{end}]  {weight:.3f}")
+    typer.echo(
+        "Draw it as HTML with ehrtext.render_explanation(model.explain(note)); "
+        "score files and SQL tables with `ehrtext score`."
+    )
 
 
 # --------------------------------------------------------------------------------------------

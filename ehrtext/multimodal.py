@@ -1068,27 +1068,39 @@ def build_from_bundle(bundle: Any) -> MultimodalModel:
 
 
 def evaluate_records(
-    model: MultimodalModel, records: Sequence[Mapping[str, Any]]
+    model: MultimodalModel, records: Sequence[Mapping[str, Any]], errors: Any = None
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """(targets, probabilities, rows skipped for a missing or unknown label) of labelled
-    records, read with the model's own label field and labels.
+    records, read with the model's own label field and labels; unreadable images (the row is
+    still scored) and unlabelled rows go to ``errors`` when given.
 
     Example:
         >>> y, p, skipped = evaluate_records(model, rows)                    # doctest: +SKIP
     """
     if model.spec is None:
         raise InputError("the model has no task spec (label field): cannot evaluate")
-    keep, y = _targets(list(records), model.spec, errors=_Counter())
+    counter = _Counter(errors)
+    keep, y = _targets(list(records), model.spec, errors=counter)
     kept = [records[i] for i in keep]
     if not kept:
         raise InputError("no record has a usable label")
-    return y, model.predict_proba(kept), len(records) - len(kept)
+    id_field = model.spec.id_field
+    ids = [r.get(id_field) if id_field else i + 1 for i, r in zip(keep, kept)]
+    z = model.logits(kept, errors=errors, ids=ids)
+    from ehrtext.metrics import apply_temperature
+
+    z = z.reshape(-1) if model.task == "binary" else z
+    return y, apply_temperature(z, model.temperature, model.task), counter.count
 
 
 class _Counter:
-    """An error sink that only counts (rows without a label at evaluation)."""
+    """Counts the rows without a usable label (and passes them on to a sink when given)."""
 
-    count = 0
+    def __init__(self, sink: Any = None) -> None:
+        self.sink = sink
+        self.count = 0
 
     def add(self, *args: Any) -> None:
         self.count += 1
+        if self.sink is not None:
+            self.sink.add(*args)

@@ -57,6 +57,7 @@ __all__ = [
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _CACHE: dict[tuple[str, bool, int | None], Any] = {}
 _LOCK = threading.Lock()
+_LOADS = 0  # models loaded by this process (the tests check one per worker)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ def cached_model(model_dir: str, quantize: bool = False, torch_threads: int | No
         >>> cached_model("model/").labels                            # doctest: +SKIP
         ['冠心病', '肺炎']
     """
+    global _LOADS
     key = (str(model_dir), bool(quantize), torch_threads)
     with _LOCK:
         found = _CACHE.get(key)
@@ -95,6 +97,7 @@ def cached_model(model_dir: str, quantize: bool = False, torch_threads: int | No
             found = ModelDirectory(str(model_dir), quantize, torch_threads).load()
             _ChunkScorer(found, None).warm_up()
             _CACHE[key] = found
+            _LOADS += 1
         return found
 
 

@@ -489,6 +489,7 @@ def train_model(
             "selection_metric": result.metric_name,
             "best_metric": result.best_metric,
             "stopped_early": result.stopped_early,
+            "processes": dist.world_size if dist is not None else 1,  # torchrun ranks
             "history": history,
         }
     thresholds = tune_thresholds(val_targets, val_probs, task)
@@ -545,9 +546,17 @@ def evaluate_model(
         >>> m = evaluate_model("model/", "test.jsonl", "report/")          # doctest: +SKIP
         >>> m["macro"]["f1"]                                               # doctest: +SKIP
     """
+    from ehrtext.bundle import read_config
     from ehrtext.data import TaskSpec, find_bad_rows, load_dataset
     from ehrtext.predict import RiskModel
 
+    if read_config(model_dir).get("kind") in ("image", "multimodal"):  # manifests of their own
+        from ehrtext.imaging.cli import evaluate_manifest
+
+        src = data if isinstance(data, str) else data[0]
+        return evaluate_manifest(
+            model_dir, src, output, label_field=label_field, n_bootstrap=n_bootstrap
+        )
     model = RiskModel.load(model_dir)
     if model.spec is None:
         raise InputError(f"{model_dir}: the model has no task spec; evaluate needs one")

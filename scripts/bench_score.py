@@ -194,6 +194,7 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--rss-small", type=int, default=10_000)
     p.add_argument("--rss-large", type=int, default=200_000)
+    p.add_argument("--out", default=str(OUT / "bench_score.json"), help="JSON report path")
     p.add_argument("--skip-rss", action="store_true")
     p.add_argument("--skip-workers", action="store_true")
     p.add_argument("--rss-child", nargs=2, metavar=("MODEL", "INPUT"), help=argparse.SUPPRESS)
@@ -262,8 +263,9 @@ def main() -> None:
         print(f"peak RSS growth {args.rss_small} -> {args.rss_large} notes: {growth:.1f} MB",
               flush=True)
 
-    (OUT / "bench_score.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    print(f"wrote {OUT / 'bench_score.json'}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

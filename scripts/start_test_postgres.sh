@@ -26,9 +26,12 @@ find_bin() {
 if ! BIN="$(find_bin)"; then
   echo "start_test_postgres: installing postgresql from Debian's packages" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >&2
-  apt-get install -y -q postgresql >&2
-  BIN="$(find_bin)"
+  SUDO=()
+  if [ "$(id -u)" != "0" ]; then SUDO=(sudo -E); fi
+  "${SUDO[@]}" apt-get update -q >&2
+  # the package's own cluster is not needed (containers have no init system to start it)
+  "${SUDO[@]}" apt-get install -y -q --no-install-recommends postgresql >&2
+  BIN="$(find_bin)" || { echo "start_test_postgres: no initdb after installing" >&2; exit 1; }
 fi
 
 DIR="$(mktemp -d /tmp/ehrtext-pg.XXXXXX)"

@@ -157,3 +157,29 @@ def test_report_renders_plots(chromium, tmp_path):
     dom = _dump_dom(chromium, page)
     assert dom.count("<polyline") == 10  # 4 ROC + micro, 4 PR + micro
     assert dom.count('class="cm"') == 16
+
+
+def test_real_model_explanation_renders_with_highlights(chromium, tmp_path):
+    """RiskModel.explain on the shipped demo model, drawn by render_explanation(explanation)."""
+    pytest.importorskip("torch")
+    from ehrtext.predict import RiskModel
+    from ehrtext.resources import corpus_path
+
+    model = RiskModel.load(corpus_path("models", "toyhom_im_departments"))
+    ex = model.explain(NOTE, method="ig")
+    page = tmp_path / "real.html"
+    page.write_text(render_explanation(ex), encoding="utf-8")
+    pixels = _screenshot(chromium, page, tmp_path / "real.png", "900,700")
+    _assert_not_blank(pixels)
+    # integrated gradients are signed: the strongest span is full red or full blue
+    full = _count_colour(pixels, highlight_color(1.0)) + _count_colour(
+        pixels, highlight_color(1.0, negative=True)
+    )
+    assert full > 50, "the strongest highlight is missing from the pixels"
+    dom = _dump_dom(chromium, page)
+    marks = re.findall(r'<mark class="ehr-hl" data-start="(\d+)" data-end="(\d+)"', dom)
+    assert len(marks) >= 10
+    spans = {(s, e) for s, e, _ in ex.spans()}
+    covered = [(int(s), int(e)) for s, e in marks]
+    assert all(any(a <= s and e <= b for a, b in spans) for s, e in covered)
+    assert f"Why {ex.label}? (ig)" in dom

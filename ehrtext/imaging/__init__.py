@@ -9,6 +9,8 @@
 * :mod:`~ehrtext.imaging.train`, :mod:`~ehrtext.imaging.model` — training on CPU, the
   ``image`` model directory, scoring files.
 * :mod:`~ehrtext.imaging.gradcam` — Grad-CAM overlays (``ehrtext explain-image``).
+* :mod:`ehrtext.multimodal` — notes + image + tabular fusion (``MultimodalModel``), re-exported
+  here.
 
 Importing this package costs nothing heavy: names are loaded on first use.
 
@@ -29,6 +31,8 @@ __all__ = [
     "ImageData",
     "ImageModel",
     "ImageTrainConfig",
+    "MultimodalConfig",
+    "MultimodalModel",
     "WINDOW_PRESETS",
     "build_network",
     "explain_image",
@@ -36,6 +40,7 @@ __all__ = [
     "read_manifest",
     "save_overlay",
     "train_image_model",
+    "train_multimodal",
 ]
 
 _LAZY = {
@@ -49,6 +54,9 @@ _LAZY = {
     "train_image_model": "ehrtext.imaging.model",
     "explain_image": "ehrtext.imaging.gradcam",
     "save_overlay": "ehrtext.imaging.gradcam",
+    "MultimodalConfig": "ehrtext.multimodal",
+    "MultimodalModel": "ehrtext.multimodal",
+    "train_multimodal": "ehrtext.multimodal",
 }
 
 # RiskModel.load builds "image" directories through this (imported on first use only).

@@ -30,7 +30,7 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["image_app", "multimodal_app", "explain_image_command"]
+__all__ = ["image_app", "multimodal_app", "explain_image_command", "evaluate_manifest"]
 
 image_app = typer.Typer(
     name="image",
@@ -243,12 +243,103 @@ def _summary(result: dict) -> str:
     return ", ".join(parts)
 
 
+def evaluate_manifest(
+    model_dir: str | Path,
+    data: str | Path,
+    output: str | Path,
+    *,
+    label_field: str | None = None,
+    image_field: str | None = None,
+    id_field: str | None = None,
+    n_bootstrap: int = 1000,
+) -> dict:
+    """Evaluate an ``image`` or ``multimodal`` model directory on a labelled manifest: writes
+    ``metrics.json``, ``report.html`` and ``errors.jsonl`` (unreadable images) into
+    ``output`` and returns the metrics. The model's stored thresholds and temperature are used:
+    nothing is tuned on this data. Image models score one row per image; multimodal models one
+    row per record (a record missing a modality is scored from the others).
+
+    Example:
+        >>> evaluate_manifest("model/", "test.csv", "report/")["n_samples"]  # doctest: +SKIP
+        624
+    """
+    import numpy as np
+
+    from ehrtext.bundle import read_config
+    from ehrtext.errors import InputError
+    from ehrtext.textio import ErrorSink
+
+    model_dir, data, output = Path(model_dir), Path(data), Path(output)
+    cfg = read_config(model_dir)
+    kind = cfg.get("kind")
+    spec = cfg.get("spec") or {}
+    output.mkdir(parents=True, exist_ok=True)
+    with ErrorSink(output / "errors.jsonl") as sink:
+        if kind == "multimodal":
+            from ehrtext.multimodal import MultimodalModel, evaluate_records
+
+            model = MultimodalModel.load(model_dir)
+            model.base = data.parent
+            if label_field and model.spec is not None:
+                from ehrtext.data import TaskSpec
+
+                model.spec = TaskSpec.from_dict(
+                    {**model.spec.to_dict(), "label_field": label_field}
+                )
+            from ehrtext.imaging.manifest import read_table
+
+            y, probs, skipped = evaluate_records(model, read_table(data), errors=sink)
+            extra = {
+                "records": int(len(y)),
+                "unlabelled_rows_skipped": skipped,
+                "modalities": ", ".join(model.modalities),
+            }
+        elif kind == "image":
+            from ehrtext.imaging.manifest import read_manifest
+            from ehrtext.imaging.model import ImageModel
+
+            model = ImageModel.load(model_dir)
+            m = read_manifest(
+                data,
+                image_field=image_field or (spec.get("text_fields") or ["image"])[0],
+                label_field=label_field or spec.get("label_field") or "label",
+                task=model.task,
+                labels=model.labels,
+                id_field=id_field or spec.get("id_field"),
+                errors=sink,
+            )
+            owners = [r for r in m.rows for _ in r.images]
+            df = model.predict([str(p) for r in m.rows for p in r.images])
+            ok = df["error"].isna().to_numpy()
+            for i in np.flatnonzero(~ok):
+                sink.add(owners[i].row, owners[i].id, "bad_image", str(df["error"].iloc[i]))
+            probs = df.loc[ok, [f"p_{lab}" for lab in model.labels]].to_numpy()
+            if model.task == "binary":
+                probs = probs[:, 1]
+            y = np.asarray([r.fields["__target__"] for r, good in zip(owners, ok) if good])
+            extra = {"images": int(ok.sum())}
+        else:
+            raise InputError(f"{model_dir}: a {kind!r} model: use `ehrtext evaluate` for text")
+        if len(y) == 0:
+            raise InputError(f"{data}: nothing could be evaluated (see {output}/errors.jsonl)")
+        extra["errors"] = sink.count
+        return _report(
+            output,
+            y,
+            probs,
+            model,
+            f"ehrtext evaluate: {model_dir.name} on {data.name}",
+            n_bootstrap,
+            extra,
+        )
+
+
 @image_app.command("evaluate")
 def image_evaluate_command(
     manifest: Annotated[Path, typer.Argument(help="Labelled manifest (test data).")],
     model: Annotated[Path, typer.Option("--model", "-m", help="Image model directory.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Report directory.")],
-    image_field: Annotated[str, typer.Option("--image-field")] = "image",
+    image_field: Annotated[str | None, typer.Option("--image-field")] = None,
     label_field: Annotated[str | None, typer.Option("--label-field")] = None,
     id_field: Annotated[str | None, typer.Option("--id-field")] = None,
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap replicates.")] = 1000,
@@ -258,47 +349,18 @@ def image_evaluate_command(
     from ehrtext.cli import _clean_errors
 
     with _clean_errors():
-        import numpy as np
-
-        from ehrtext.imaging.manifest import read_manifest
-        from ehrtext.imaging.model import ImageModel
-        from ehrtext.textio import ErrorSink
-
-        image_model = ImageModel.load(model)
-        spec = json.loads((model / "ehrtext.json").read_text(encoding="utf-8")).get("spec") or {}
-        sink = ErrorSink(output / "errors.jsonl")
-        with sink:
-            m = read_manifest(
-                manifest,
-                image_field=image_field,
-                label_field=label_field or spec.get("label_field") or "label",
-                task=image_model.task,
-                labels=image_model.labels,
-                id_field=id_field,
-                errors=sink,
-            )
-            paths = [str(p) for r in m.rows for p in r.images]
-            targets = [r.fields["__target__"] for r in m.rows for _ in r.images]
-            df = image_model.predict(paths)
-            ok = df["error"].isna().to_numpy()
-            for i in np.flatnonzero(~ok):
-                sink.add(0, None, "bad_image", str(df["error"].iloc[i]))
-            cols = [f"p_{lab}" for lab in image_model.labels]
-            probs = df.loc[ok, cols].to_numpy()
-            if image_model.task == "binary":
-                probs = probs[:, 1]
-            y = np.asarray([t for t, good in zip(targets, ok) if good])
-            result = _report(
-                output,
-                y,
-                probs,
-                image_model,
-                f"ehrtext image evaluate: {model.name} on {manifest.name}",
-                bootstrap,
-                {"images": int(ok.sum()), "errors": sink.count},
-            )
+        result = evaluate_manifest(
+            model,
+            manifest,
+            output,
+            label_field=label_field,
+            image_field=image_field,
+            id_field=id_field,
+            n_bootstrap=bootstrap,
+        )
         typer.echo(
-            f"ehrtext image evaluate: {int(ok.sum())} images; {_summary(result)} -> {output}",
+            f"ehrtext image evaluate: {result.get('n_samples')} images; {_summary(result)} "
+            f"-> {output}",
             err=True,
         )
 
@@ -443,6 +505,7 @@ def multimodal_evaluate_command(
     manifest: Annotated[Path, typer.Argument(help="Labelled manifest (test data).")],
     model: Annotated[Path, typer.Option("--model", "-m", help="Multimodal model directory.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Report directory.")],
+    label_field: Annotated[str | None, typer.Option("--label-field")] = None,
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap replicates.")] = 1000,
 ) -> None:
     """Evaluate a multimodal model on labelled records: metrics.json + report.html (the
@@ -450,25 +513,11 @@ def multimodal_evaluate_command(
     from ehrtext.cli import _clean_errors
 
     with _clean_errors():
-        from ehrtext.multimodal import MultimodalModel, evaluate_records
-
-        mm = MultimodalModel.load(model)
-        mm.base = manifest.parent
-        y, probs, n_bad = evaluate_records(mm, _multimodal_rows(manifest))
-        result = _report(
-            output,
-            y,
-            probs,
-            mm,
-            f"ehrtext multimodal evaluate: {model.name} on {manifest.name}",
-            bootstrap,
-            {
-                "records": int(len(y)),
-                "unlabelled_rows_skipped": n_bad,
-                "modalities": ", ".join(mm.modalities),
-            },
+        result = evaluate_manifest(
+            model, manifest, output, label_field=label_field, n_bootstrap=bootstrap
         )
         typer.echo(
-            f"ehrtext multimodal evaluate: {len(y)} records; {_summary(result)} -> {output}",
+            f"ehrtext multimodal evaluate: {result.get('n_samples')} records; "
+            f"{_summary(result)} -> {output}",
             err=True,
         )

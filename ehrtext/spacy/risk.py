@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -47,6 +48,14 @@ _MODEL_FOLDER = "model"
 def _register() -> None:
     if not Doc.has_extension(RISK_EXPLANATION):
         Doc.set_extension(RISK_EXPLANATION, default=None)
+
+
+def _one_torch_thread() -> None:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - a linear model needs no torch
+        return
+    torch.set_num_threads(1)
 
 
 class RiskComponent(_Component):
@@ -81,6 +90,7 @@ class RiskComponent(_Component):
         self.batch_size = max(1, int(batch_size))
         self.quantize = bool(quantize)
         self._model: Any = None
+        self._pid = os.getpid()
 
     # ---- the model ---------------------------------------------------------------------------
 
@@ -136,6 +146,11 @@ class RiskComponent(_Component):
             yield from self._batch(batch)
 
     def _batch(self, docs: list[Doc]) -> list[Doc]:
+        if self._pid != os.getpid():
+            # a forked worker of nlp.pipe(n_process=N): torch's thread pool does not survive
+            # fork (the first parallel op would hang); one thread per worker process
+            self._pid = os.getpid()
+            _one_torch_thread()
         model = self.risk_model
         good = [d for d in docs if d.text.strip()]
         for d in docs:

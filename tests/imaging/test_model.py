@@ -242,3 +242,22 @@ def test_threshold_rules() -> None:
     assert choose_thresholds(y, np.eye(5)[:, :3], "multiclass", "f1") is None
     with pytest.raises(InputError):
         choose_thresholds(y, p, "binary", "youden")
+
+
+def test_cli_image_evaluate_and_generic_evaluate(trained, tmp_path: Path) -> None:
+    from ehrtext.cli import app
+
+    folder, _, _, _ = trained
+    test = build_manifest(tmp_path / "fresh", n=30, seed=5)
+    runner = CliRunner()
+    res = runner.invoke(app, ["image", "evaluate", str(test), "--model", str(folder / "model"), "-o", str(tmp_path / "rep"), "--bootstrap", "20"])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    # 30 rows + the DICOM row's two images; the text file and the missing file are errors
+    assert metrics["n_samples"] == 32 and metrics["macro"]["auroc"] > 0.9
+    errors = [json.loads(x) for x in (tmp_path / "rep" / "errors.jsonl").read_text().splitlines()]
+    assert {e["id"] for e in errors} == {"txt", "gone", "noimg", "nolabel"}
+    res = runner.invoke(app, ["evaluate", "--model", str(folder / "model"), "--data", str(test), "-o", str(tmp_path / "rep2"), "--bootstrap", "20"])
+    assert res.exit_code == 0, res.output
+    again = json.loads((tmp_path / "rep2" / "metrics.json").read_text())
+    assert again["macro"]["auroc"] == metrics["macro"]["auroc"]

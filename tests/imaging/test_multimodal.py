@@ -203,6 +203,16 @@ def test_cli_train_evaluate_score_and_ehrtext_score(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert metrics["n_samples"] == 13
+    errors = [json.loads(x) for x in (tmp_path / "rep" / "errors.jsonl").read_text().splitlines()]
+    assert [e["id"] for e in errors] == ["p3"]  # its broken image; the row is still scored
+    res = runner.invoke(
+        app,
+        ["evaluate", "--model", str(model), "--data", str(test_path), "-o", str(tmp_path / "r2"),
+         "--bootstrap", "10"],
+    )
+    assert res.exit_code == 0, res.output
+    again = json.loads((tmp_path / "r2" / "metrics.json").read_text())
+    assert again["macro"]["auroc"] == metrics["macro"]["auroc"]
     scores = tmp_path / "s.csv"
     res = runner.invoke(
         app, ["multimodal", "score", str(test_path), "--model", str(model), "-o", str(scores)]

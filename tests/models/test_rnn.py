@@ -169,3 +169,32 @@ def test_hierarchical_reads_every_window_and_attention_sums_to_one():
     torch.testing.assert_close(rebuilt.eval()(ids, lengths), logits)
     with pytest.raises(InputError, match="chunk_len"):
         RNNClassifier(10, 2, "binary", chunk_len=-1)
+
+
+@pytest.mark.parametrize("rnn", ["gru", "lstm"])
+@pytest.mark.parametrize("layers,chunk_len", [(1, 0), (2, 0), (1, 4)])
+def test_training_path_matches_inference_and_per_note_gradients(rnn, layers, chunk_len):
+    """With gradients on, a padded batch is read without packing (one layer) or packed (more
+    layers): the logits equal the inference (packed) ones, and the gradients equal the sum of
+    each note's gradients computed alone, without padding."""
+    m = _model(rnn=rnn, layers=layers, chunk_len=chunk_len)
+    g = torch.Generator().manual_seed(3)
+    notes = [torch.randint(2, 60, (n,), generator=g) for n in (6, 13, 1, 9)]
+    T = 16
+    batch = torch.randint(2, 60, (len(notes), T), generator=g)
+    for i, n in enumerate(notes):
+        batch[i, : len(n)] = n
+    lengths = torch.tensor([len(n) for n in notes])
+    with torch.inference_mode():
+        packed = m(batch, lengths)
+    m.zero_grad()
+    logits = m(batch, lengths)
+    torch.testing.assert_close(logits, packed, atol=1e-5, rtol=1e-5)
+    logits.pow(2).sum().backward()
+    batch_grads = {k: p.grad.clone() for k, p in m.named_parameters() if p.grad is not None}
+    m.zero_grad()
+    for n in notes:
+        m(n.unsqueeze(0), torch.tensor([len(n)])).pow(2).sum().backward()
+    for k, p in m.named_parameters():
+        if k in batch_grads:
+            torch.testing.assert_close(batch_grads[k], p.grad, atol=1e-5, rtol=1e-4)

@@ -127,6 +127,8 @@ def test_two_processes_reach_the_one_process_metric_on_dxy(tmp_path, shared_data
     one = train_model(TrainOptions(**opts, progress=False, output=str(tmp_path / "one")))
     _torchrun(tmp_path, 2, {**opts, "output": str(tmp_path / "two")})
     h1, h2 = _history(tmp_path / "one"), _history(tmp_path / "two")
+    cfg2 = json.loads((tmp_path / "two" / "ehrtext.json").read_text("utf-8"))
+    assert cfg2["train"]["processes"] == 2 and one.config["train"]["processes"] == 1
     assert [h["epoch"] for h in h2] == list(range(1, 7))
     np.testing.assert_allclose([h["train_loss"] for h in h2], [h["train_loss"] for h in h1],
                                atol=1e-3)

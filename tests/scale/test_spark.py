@@ -109,6 +109,23 @@ def test_score_udf_struct_matches_score_dataframe(spark, scale_model):
         else:
             assert np.allclose(va, vb, atol=1e-6, rtol=0) and ga[i]["label"] == gb[i]["label"]
 
+    # the Python workers that scored (6 tasks on 2 reused workers) loaded the model once each
+    def loads(batches):
+        import os
+
+        import pandas as pd
+
+        from ehrtext import spark as worker_module
+
+        for _ in batches:
+            yield pd.DataFrame({"pid": [os.getpid()], "loads": [worker_module._LOADS]})
+
+    scored = score_dataframe(notes.repartition(6), str(scale_model), "text", "id")
+    assert scored.count() == len(rows)
+    per_worker = spark.range(12).repartition(12).mapInPandas(loads, "pid long, loads long")
+    seen = {(r["pid"], r["loads"]) for r in per_worker.collect()}
+    assert {n for _, n in seen} <= {0, 1} and 1 in {n for _, n in seen}, seen
+
 
 def _script():
     spec = importlib.util.spec_from_file_location("score_spark", REPO / "scripts" / "score_spark.py")

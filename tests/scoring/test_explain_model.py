@@ -123,7 +123,7 @@ def test_to_dict_top_and_render(model):
     assert f"Why {ex.label}? (ig)" in page
     marks = page.count('class="ehr-hl"')
     assert marks >= len(ex.spans()) // 2 > 0
-    for s, e, _ in ex.spans(top_k=5):
+    for s, _e, _ in ex.spans(top_k=5):
         assert f'data-start="{s}"' in page
     assert ehrtext.render_explanation(ex, ex.spans(top_k=2)).count('class="ehr-hl"') <= 2
     assert isinstance(ex, Explanation)

@@ -23,12 +23,11 @@ import ehrtext.spacy.risk  # noqa: F401 - registers ehr_risk (the entry point do
 from ehrtext.cli import app
 from ehrtext.errors import InputError
 from ehrtext.predict import RiskModel
-from tests.scoring.conftest import (  # noqa: F401 - the session fixture of a trained model
-    read_jsonl,
-    sample_model,
-    sample_notes,
-    write_jsonl,
-)
+from tests.scoring import conftest as scoring_conftest
+from tests.scoring.conftest import read_jsonl, sample_notes, write_jsonl
+
+#: the session fixture of a small BiGRU trained on the shipped samples (tests/scoring)
+sample_model = scoring_conftest.sample_model
 
 ODD = "主诉：胸闷３天，ＢＰ １５０/９０mmHg。\n既往史：否认糖尿病史。"
 
