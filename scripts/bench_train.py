@@ -16,7 +16,14 @@ figure is reported here. The vocabulary comes from the training split only.
 2. **Full epoch**: one bucketed epoch on the whole training split (about 20.7k notes), with the
    default schedule, timed the same way.
 
-    .venv/bin/python scripts/bench_train.py                      # both parts
+3. **Packed vs unpacked training step** (``--packing-only`` runs just this part): one
+   forward + backward pass of the same BiGRU over a batch of 32 random 700-token notes of
+   lengths 600..700 (CCL-like long notes, little padding), through the packed sequence (what
+   inference uses) and through the two plain calls :class:`ehrtext.models.rnn.RNNClassifier`
+   uses when training on little-padded batches; alternated, medians of ``--packing-reps``,
+   CPU seconds (process time) beside the wall time.
+
+    .venv/bin/python scripts/bench_train.py                      # all parts
     .venv/bin/python scripts/bench_train.py --train-rows 3000 --epochs 2 --no-full   # quick
 
 Writes ``bench_out/bench_train.json``. Timings on a shared 2-core machine are noisy: the
@@ -48,6 +55,45 @@ def padded_tokens(sampler, lengths) -> int:
     return total
 
 
+def packing_bench(reps: int) -> dict:
+    """Part 3: one training step, packed vs the unpacked two-call path (same model, batch)."""
+    import torch
+
+    from ehrtext.models import rnn as rnn_mod
+
+    torch.manual_seed(0)
+    model = rnn_mod.RNNClassifier(5000, 5, "multiclass", embedding_dim=200, hidden_size=128)
+    ids = torch.randint(2, 5000, (32, 700))
+    lengths = torch.randint(600, 701, (32,))
+    lengths[0] = 700
+    times: dict[str, list[tuple[float, float]]] = {"packed": [], "unpacked": []}
+    for _ in range(reps):
+        for mode in times:
+            model.zero_grad()
+            w0, c0 = time.perf_counter(), time.process_time()
+            if mode == "packed":  # the packed path, as with more padding or more layers
+                emb = model.embedding(ids)
+                packed = rnn_mod.pack_padded_sequence(emb, lengths, batch_first=True,
+                                                      enforce_sorted=False)
+                out, _ = model.rnn(packed)
+                states, _ = rnn_mod.pad_packed_sequence(out, batch_first=True, total_length=700)
+                mask = rnn_mod.sequence_mask(lengths, 700)
+                logits = model.head(model.pool(states, mask)[0])
+            else:
+                logits = model(ids, lengths)
+            logits.sum().backward()
+            times[mode].append((time.perf_counter() - w0, time.process_time() - c0))
+    out_d: dict = {}
+    for mode, ts in times.items():
+        out_d[mode] = {"median_wall_s": round(statistics.median(t[0] for t in ts), 3),
+                       "median_cpu_s": round(statistics.median(t[1] for t in ts), 3)}
+    out_d["speedup_cpu"] = round(out_d["packed"]["median_cpu_s"]
+                                 / out_d["unpacked"]["median_cpu_s"], 2)
+    out_d["speedup_wall"] = round(out_d["packed"]["median_wall_s"]
+                                  / out_d["unpacked"]["median_wall_s"], 2)
+    return out_d
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -60,6 +106,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-len", type=int, default=256)
     ap.add_argument("--no-full", action="store_true", help="skip the full-epoch timing")
+    ap.add_argument("--packing-only", action="store_true", help="only part 3")
+    ap.add_argument("--packing-reps", type=int, default=5)
     ap.add_argument("--out", default=str(REPO / "bench_out" / "bench_train.json"))
     args = ap.parse_args()
 
@@ -71,6 +119,14 @@ def main() -> int:
     from ehrtext.training import BatchLoader, RandomBatchSampler, TrainConfig, Trainer
 
     torch.set_num_threads(args.threads)
+    packing = packing_bench(args.packing_reps)
+    print(f"training step, 32 x 600-700 tokens: packed {packing['packed']['median_cpu_s']} s "
+          f"CPU, unpacked {packing['unpacked']['median_cpu_s']} s CPU -> "
+          f"{packing['speedup_cpu']}x", file=sys.stderr)
+    if args.packing_only:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"packing": packing}, indent=2), encoding="utf-8")
+        return 0
     if not Path(args.data).is_file():
         print(f"missing {args.data}", file=sys.stderr)
         return 2
@@ -218,6 +274,7 @@ def main() -> int:
         "results": results,
         "summary": summary,
         "full_epoch": full,
+        "packing": packing,
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),

@@ -499,17 +499,18 @@ def _time(d: Deidentifier, text: str) -> float:
     ],
 )
 def test_linear_time(tagger, unit):
-    small = unit * (10_000 // len(unit))
+    # 25k vs 100k chars: both sizes outside the L2 cache (from 10k on a shared machine the
+    # cache alone makes 10x the text take 15-18x the time). Linear gives ~4x, quadratic 16x.
+    # A 1 ms floor keeps timer noise out, and a busy machine gets three tries.
+    small = unit * (25_000 // len(unit))
     large = unit * (100_000 // len(unit))
-    # A 1 ms floor keeps timer noise out, and a busy machine gets three tries; a quadratic
-    # scan would be ~100x slower every time.
     ratios = []
     for _ in range(3):
         t_small = max(_time(tagger, small), 1e-3)
         ratios.append(_time(tagger, large) / t_small)
-        if ratios[-1] <= 15:
+        if ratios[-1] <= 8:
             break
-    assert min(ratios) <= 15, (unit, ratios)
+    assert min(ratios) <= 8, (unit, ratios)
 
 
 # --------------------------------------------------------------------------------------------
