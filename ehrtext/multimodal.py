@@ -5,7 +5,7 @@ BiLSTM and masked attention pooling of :mod:`ehrtext.models.rnn`, the image with
 CNN of :mod:`ehrtext.imaging.networks`, tabular values (age, sex, lab values) with a small
 MLP — projects each to ``fusion_dim`` and fuses them with a *masked* attention over the
 modalities (``fusion="attention"``: a learned score per modality vector, softmax over the
-modalities the patient has) or a gated multimodal unit (``fusion="gated"``: per-feature
+modalities the patient has) or a gated multimodal unit (``fusion="gated"``, the default:
 gates computed from all present modality vectors together, softmax over the modalities),
 then a two-layer head. A missing modality (no note, no image path, an unreadable image, every
 tabular value missing) is masked out of the fusion, so a patient without an image still gets
@@ -88,7 +88,7 @@ class MultimodalConfig:
     window: Any = None
     augment: bool = True
     # fusion and head
-    fusion: str = "attention"
+    fusion: str = "gated"  # learned the constructed interaction more reliably
     fusion_dim: int = 64
     dropout: float = 0.2
     modality_dropout: float = 0.25

@@ -215,7 +215,8 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     model_dir = ensure_model(args.model)
     pool = note_pool()
-    src = write_input(OUT / "bench_score_notes.jsonl", pool, args.notes)
+    # one input file per run: two runs at once (throughput, RSS) must not share it
+    src = write_input(OUT / f"bench_score_notes_{os.getpid()}.jsonl", pool, args.notes)
     texts = [json.loads(line)["text"] for line in open(src, encoding="utf-8")]
     chars = sum(map(len, texts))
     report: dict = {
@@ -297,6 +298,7 @@ def main() -> None:
               flush=True)
 
     save()
+    src.unlink(missing_ok=True)
     print(f"wrote {args.out}")
 
 

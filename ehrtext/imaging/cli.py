@@ -396,7 +396,7 @@ def multimodal_train_command(
         list[str] | None,
         typer.Option("--modality", help="Use only these (text, image, tabular; repeatable)."),
     ] = None,
-    fusion: Annotated[str, typer.Option("--fusion", help="attention or gated.")] = "attention",
+    fusion: Annotated[str, typer.Option("--fusion", help="gated or attention.")] = "gated",
     rnn: Annotated[str, typer.Option("--rnn", help="gru or lstm.")] = "gru",
     size: Annotated[int, typer.Option("--size", help="Image side in pixels.", min=8)] = 64,
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 20,

@@ -95,8 +95,8 @@ def apply_window(values: np.ndarray, center: float, width: float) -> np.ndarray:
     """``clip((x - (center - width/2)) / width, 0, 1)`` as float32.
 
     Example:
-        >>> apply_window(np.array([-1000.0, -600.0, 150.0, 500.0]), -600, 1500)
-        array([0.        , 0.5       , 1.        , 1.        ], dtype=float32)
+        >>> apply_window(np.array([-1350.0, -600.0, 150.0, 500.0]), -600, 1500)
+        array([0. , 0.5, 1. , 1. ], dtype=float32)
     """
     if not width > 0:
         raise InputError(f"window width must be positive, got {width}")

@@ -108,14 +108,14 @@ def test_fusion_beats_each_single_modality_on_a_task_needing_both(task) -> None:
         m = train_multimodal(train_path, None, label_field="label", config=cfg)
         single[modality] = _auc(m, test_path, rows)
     auc_fused = _auc(fused, test_path, rows)
-    gated = train_multimodal(
-        train_path, None, label_field="label", config=MultimodalConfig(**BASE, fusion="gated")
+    attention = train_multimodal(
+        train_path, None, label_field="label", config=MultimodalConfig(**BASE, fusion="attention")
     )
-    auc_gated = _auc(gated, test_path, rows)
+    auc_attention = _auc(attention, test_path, rows)
     # each modality alone is at chance by construction; fusion reads both
     assert single["text"] < 0.7 and single["image"] < 0.7, single
-    assert auc_fused > 0.9 and auc_gated > 0.9, (auc_fused, auc_gated)
-    assert min(auc_fused, auc_gated) - max(single.values()) > 0.2
+    assert auc_fused > 0.9 and auc_attention > 0.9, (auc_fused, auc_attention)
+    assert min(auc_fused, auc_attention) - max(single.values()) > 0.2
 
 
 def test_model_directory_riskmodel_and_missing_modalities(task) -> None:
