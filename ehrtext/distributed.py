@@ -26,7 +26,7 @@ back; not exercised by the tests, which run without GPUs).
   2-process run resumes in 1 process and vice versa (tested).
 
 Multi-node: the same command on every node with ``--nnodes``, ``--node_rank`` and a
-rendezvous address (see ``README_scale.md``); the data and ``--checkpoint-dir`` must be
+rendezvous address (see the README, "Beyond one machine"); the data and ``--checkpoint-dir`` must be
 readable on every node (rank 0 writes the checkpoint; every rank reads it on ``--resume``).
 
 Example::

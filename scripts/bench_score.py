@@ -165,18 +165,24 @@ def forward_rate(model_dir: Path, texts: list[str], chunk: int, batch: int, repe
     return results
 
 
-def e2e_rate(model_dir: Path, src: Path, chunk: int, workers: int, repeat: int) -> dict:
+def e2e_rate(model_dir: Path, src: Path, chunk: int, workers: int, repeat: int,
+             torch_threads: int | None = None) -> dict:
+    import torch
+
     from ehrtext.scoring import ModelDirectory, score
 
+    threads_before = torch.get_num_threads()  # a 1-thread run must not leak into the next
     runs = []
     for r in range(repeat):
         out = OUT / f"bench_score_out_w{workers}_{r}.jsonl"
-        s = score(src, out, ModelDirectory(str(model_dir)), chunk_size=chunk, workers=workers,
+        scorer = ModelDirectory(str(model_dir), torch_threads=torch_threads)
+        s = score(src, out, scorer, chunk_size=chunk, workers=workers,
                   overwrite=True, progress=False, batch_size=64)
         busy = s.seconds - s.load_seconds
         runs.append({"seconds": s.seconds, "load_seconds": s.load_seconds, "busy": busy,
                      "scored": s.scored})
         out.unlink(missing_ok=True)
+    torch.set_num_threads(threads_before)
     med = statistics.median(r["busy"] for r in runs)
     return {"runs": runs, "notes_per_s": runs[0]["scored"] / med}
 
@@ -266,14 +272,18 @@ def main() -> None:
 
     # 3. workers
     if not args.skip_workers:
-        runs = {1: [], 2: []}
+        # "1t": one process with one torch thread, the per-process setting of the workers
+        runs = {"1": [], "1t": [], "2": []}
         for _ in range(max(1, args.repeat - 1)):
-            for w in (1, 2):
-                runs[w].append(e2e_rate(model_dir, src, args.chunk_size, w, 1)["notes_per_s"])
-        w1, w2 = statistics.median(runs[1]), statistics.median(runs[2])
-        report["workers"] = {"runs": runs, "w1": w1, "w2": w2, "speedup": w2 / w1}
-        print(f"workers=1 {w1:.0f} notes/s, workers=2 {w2:.0f} notes/s: {w2 / w1:.2f}x",
-              flush=True)
+            for key, w, threads in (("1", 1, None), ("1t", 1, 1), ("2", 2, None)):
+                rate = e2e_rate(model_dir, src, args.chunk_size, w, 1, threads)["notes_per_s"]
+                runs[key].append(rate)
+        w1, w1t, w2 = (statistics.median(runs[k]) for k in ("1", "1t", "2"))
+        report["workers"] = {"runs": runs, "w1": w1, "w1_one_thread": w1t, "w2": w2,
+                             "speedup": w2 / w1, "speedup_vs_one_thread": w2 / w1t}
+        print(f"workers=1 {w1:.0f} notes/s (torch default threads), workers=1 with 1 torch "
+              f"thread {w1t:.0f}, workers=2 (1 thread each) {w2:.0f} notes/s: "
+              f"{w2 / w1:.2f}x vs default, {w2 / w1t:.2f}x vs 1 thread", flush=True)
         save()
 
     # 2. peak RSS at two sizes, each in a fresh interpreter

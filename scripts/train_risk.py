@@ -4,7 +4,7 @@
         --model bigru --epochs 8 --output model/
     .venv/bin/python scripts/train_risk.py --config train.toml --set hidden_size=256
 
-See ``README_models.md`` for every option (``ehrtext train --help``).
+See the README, "Disease-risk models", for every option (``ehrtext train --help``).
 """
 
 from __future__ import annotations

@@ -120,8 +120,10 @@ def test_sqlite_integer_ids_and_missing_columns(tmp_path):
         score(f"sqlite:///{db}?table=absent", tmp_path / "t.jsonl", FakeScorer())
 
 
-def test_postgres_table_to_table(postgres_url, pg_table):
+def test_postgres_table_to_table(postgres_url, pg_table, tmp_path, monkeypatch):
     import psycopg
+
+    monkeypatch.chdir(tmp_path)  # a PostgreSQL output's default errors file lands in the cwd
 
     notes = sample_notes()
     src, dst = pg_table("notes"), pg_table("scores")
@@ -133,6 +135,8 @@ def test_postgres_table_to_table(postgres_url, pg_table):
               max_chars=2000, errors_path=None)
     assert (s.read, s.scored, s.errors, s.skipped) == (36, 30, 6, 0)
     assert s.error_codes == EXPECTED_CODES
+    default_errors = tmp_path / f"{dst}.errors.jsonl"
+    assert len(default_errors.read_text(encoding="utf-8").splitlines()) == 6
     with psycopg.connect(postgres_url) as conn:
         rows = conn.execute(f'SELECT * FROM "{dst}"').fetchall()
         cols = [c.name for c in conn.execute(f'SELECT * FROM "{dst}" LIMIT 0').description]
