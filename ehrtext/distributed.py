@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ehrtext.errors import InputError
+from ehrtext.training import BatchLoader  # numpy only: torch stays lazy
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +238,7 @@ def teardown() -> None:
     _CONTEXT = None
 
 
-class ShardedBatchLoader:
+class ShardedBatchLoader(BatchLoader):
     """This rank's share of each global batch: ``batch[rank::world_size]`` of the batches of
     ``batch_sampler``, collated as :class:`ehrtext.training.BatchLoader` does, plus
     ``shard_weight`` (share of the global batch; 0 for a stand-in when the share is empty).
@@ -261,18 +262,8 @@ class ShardedBatchLoader:
         task: str | None = None,
         max_len: int | None = None,
     ):
-        self.examples = examples
-        self.batch_sampler = batch_sampler
+        super().__init__(examples, batch_sampler, task=task, max_len=max_len)
         self.context = context
-        self.task = task
-        self.max_len = max_len
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.batch_sampler, "set_epoch"):
-            self.batch_sampler.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.batch_sampler)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         from ehrtext.data import collate

@@ -68,7 +68,7 @@ DEFAULT_MAX_CHARS = 1_000_000
 FORMATS = ("txt", "jsonl", "csv", "tsv", "parquet")
 """Input formats understood by :func:`read_records`."""
 
-_EXTENSIONS = {
+EXTENSION_FORMATS = {
     ".txt": "txt",
     ".text": "txt",
     ".jsonl": "jsonl",
@@ -226,9 +226,9 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     suffixes = [s.lower() for s in p.suffixes]
     if suffixes and suffixes[-1] == ".gz":
         suffixes = suffixes[:-1]
-    fmt = _EXTENSIONS.get(suffixes[-1]) if suffixes else None
+    fmt = EXTENSION_FORMATS.get(suffixes[-1]) if suffixes else None
     if fmt is None:
-        known = ", ".join(sorted(_EXTENSIONS))
+        known = ", ".join(sorted(EXTENSION_FORMATS))
         raise InputError(
             f"{p}: cannot tell the format from the extension; use one of {known} "
             f"(optionally .gz) or pass the format explicitly ({', '.join(FORMATS)})"

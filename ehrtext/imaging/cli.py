@@ -140,6 +140,19 @@ def train_command(
         )
 
 
+def _write_scores(df, output: Path) -> None:
+    """Write a score table as JSONL (``.jsonl`` / ``.json``) or CSV, atomically (tmp + rename)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp")
+    if output.suffix.lower() in (".jsonl", ".json"):
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for rec in df.to_dict("records"):
+                fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+    else:
+        df.to_csv(tmp, index=False)
+    tmp.replace(output)
+
+
 @image_app.command("score")
 def score_command(
     manifest: Annotated[Path, typer.Argument(help="Manifest (CSV / TSV / JSONL / Parquet).")],
@@ -173,15 +186,7 @@ def score_command(
             for i in np.flatnonzero(failed):
                 sink.add(rows[i], ids[i], "bad_image", str(df["error"].iloc[i]))
             good = df[df["error"].isna()].drop(columns=["error"])
-            output.parent.mkdir(parents=True, exist_ok=True)
-            tmp = output.with_name(f".{output.name}.tmp")
-            if output.suffix.lower() in (".jsonl", ".json"):
-                with open(tmp, "w", encoding="utf-8") as fh:
-                    for rec in good.to_dict("records"):
-                        fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
-            else:
-                good.to_csv(tmp, index=False)
-            tmp.replace(output)
+            _write_scores(good, output)
         typer.echo(
             f"ehrtext image score: {len(paths) + sink.count - (len(df) - len(good))} images "
             f"read: {len(good)} scored, {sink.count} errors"
@@ -484,15 +489,7 @@ def multimodal_score_command(
         errors_path = errors or output.with_name(output.stem + ".errors.jsonl")
         with ErrorSink(errors_path) as sink:
             df = mm.predict(rows, ids=ids, errors=sink)
-            output.parent.mkdir(parents=True, exist_ok=True)
-            tmp = output.with_name(f".{output.name}.tmp")
-            if output.suffix.lower() in (".jsonl", ".json"):
-                with open(tmp, "w", encoding="utf-8") as fh:
-                    for rec in df.to_dict("records"):
-                        fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
-            else:
-                df.to_csv(tmp, index=False)
-            tmp.replace(output)
+            _write_scores(df, output)
         typer.echo(
             f"ehrtext multimodal score: {len(df)} records scored; {sink.count} unreadable "
             "images (scored without them)" + (f" -> {errors_path}" if sink.count else ""),

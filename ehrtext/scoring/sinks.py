@@ -52,6 +52,7 @@ from typing import Any, Protocol
 from ehrtext.errors import EhrtextError, InputError
 from ehrtext.scoring.locations import Location, parse_location, quote_identifier, quote_table
 from ehrtext.scoring.sql import SqlDatabase
+from ehrtext.textio import EXTENSION_FORMATS
 
 __all__ = [
     "AppendFileSink",
@@ -159,17 +160,8 @@ def output_format(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix == ".gz":
         raise InputError(f"{path}: compressed score files are not supported; drop the .gz")
-    fmt = {
-        ".jsonl": "jsonl",
-        ".json": "jsonl",
-        ".ndjson": "jsonl",
-        ".csv": "csv",
-        ".tsv": "tsv",
-        ".tab": "tsv",
-        ".parquet": "parquet",
-        ".pq": "parquet",
-    }.get(suffix)
-    if fmt is None:
+    fmt = EXTENSION_FORMATS.get(suffix)  # the readers' table; plain text is input only
+    if fmt in (None, "txt"):
         raise InputError(
             f"{path}: cannot tell the output format from the extension; use .jsonl, .csv, .tsv, "
             ".parquet, or a sqlite:///… / postgresql://… table URI"
