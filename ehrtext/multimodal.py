@@ -931,9 +931,13 @@ class MultimodalModel:
     ) -> Any:
         """A DataFrame: ``id``, ``p_<label>`` per label, ``label`` (``labels`` for
         multilabel) and, with ``on_error="mark"``, ``error`` (always None: a row missing a
-        modality is scored from the others; a row with nothing gets the prior-like output).
+        modality is scored from the others; a row with nothing gets the prior-like output) and
+        ``warning`` (why a row was scored without its image — the unreadable file named —, or
+        None). Unreadable images also go to ``errors`` (an ErrorSink) when given.
         """
         import pandas as pd
+
+        from ehrtext.textio import ErrorSink
 
         rows = self._rows(inputs)
         id_field = getattr(self.spec, "id_field", None)
@@ -944,7 +948,13 @@ class MultimodalModel:
             raise InputError(f"ids has {len(ids)} entries for {len(rows)} inputs")
         from ehrtext.metrics import apply_temperature
 
-        z = self.logits(rows, errors=errors, ids=ids)
+        collected = ErrorSink()
+        z = self.logits(rows, errors=collected, ids=ids)
+        warnings: list[str | None] = [None] * len(rows)
+        for entry in collected.entries:
+            warnings[entry["row"] - 1] = entry["reason"]
+            if errors is not None:
+                errors.add(entry["row"], entry["id"], entry["code"], entry["reason"])
         p = apply_temperature(
             z.reshape(-1) if self.task == "binary" else z, self.temperature, self.task
         )
@@ -975,7 +985,19 @@ class MultimodalModel:
         data["labels" if self.task == "multilabel" else "label"] = decided
         if on_error == "mark":
             data["error"] = [None] * n
+            data["warning"] = warnings
         return pd.DataFrame(data)
+
+    @property
+    def record_fields(self) -> list[str]:
+        """The columns a record may hold: text fields, the image column, tabular columns."""
+        cfg = self.config
+        active = self.modalities
+        return [
+            *(cfg.text_fields if "text" in active else []),
+            *([cfg.image_field] if cfg.image_field and "image" in active else []),
+            *(cfg.tabular if "tabular" in active else []),
+        ]
 
     # ---- saving ----------------------------------------------------------------------------
 

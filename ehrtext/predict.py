@@ -514,6 +514,32 @@ class RiskModel:
     def __repr__(self) -> str:
         return f"RiskModel(kind={self.kind!r}, task={self.task!r}, labels={len(self.labels)})"
 
+    @property
+    def record_fields(self) -> list[str] | None:
+        """The columns a record may hold for models that read whole records (``image``:
+        the image column; ``multimodal``: text fields, image column, tabular columns); None
+        for text models, which read the joined note of :attr:`spec`'s text fields.
+
+        Example:
+            >>> RiskModel.load("mm_model/").record_fields               # doctest: +SKIP
+            ['note', 'xray', 'age', 'sex']
+        """
+        from ehrtext.scoring.scorer import record_fields_of
+
+        return record_fields_of(self.config)[1]
+
+    @property
+    def image_root(self) -> str | None:
+        """The folder relative image paths are read from (image and multimodal models;
+        None: the current directory)."""
+        base = getattr(self.scorer, "base", None)
+        return None if base is None else str(base)
+
+    @image_root.setter
+    def image_root(self, folder: str | os.PathLike[str] | None) -> None:
+        if hasattr(self.scorer, "base"):
+            self.scorer.base = None if folder is None else Path(folder)
+
     # ---- inputs ------------------------------------------------------------------------------
 
     def _records(self, inputs: Any) -> tuple[list[Any], bool]:
@@ -585,6 +611,9 @@ class RiskModel:
             >>> model.validate(["胸痛", None])                             # doctest: +SKIP
             [RowProblem(row=1, id=None, reason='row 1: the note is missing (None)')]
         """
+        if not getattr(self.scorer, "accepts_text", True):  # image / multimodal: their own
+            check = getattr(self.scorer, "validate", None)
+            return [] if check is None else check(inputs, ids=ids)
         rows, as_records = self._records(inputs)
         return self._texts(rows, as_records, ids)[2]
 

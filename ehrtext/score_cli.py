@@ -142,8 +142,21 @@ def score_command(
         ),
     ] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+    image_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--image-root",
+            help="Image / multimodal models: folder of relative image paths (default: the "
+            "input file's folder).",
+            show_default=False,
+            metavar="DIR",
+        ),
+    ] = None,
 ) -> None:
     """Score notes with a saved model: id, one p_<label> per label, predicted label(s).
+
+    Image and multimodal models read manifests / tables of records (text fields, image path
+    column, tabular columns; any may be missing in a row).
 
     Streams in chunks (flat memory), commits each chunk atomically, and --resume continues
     an interrupted run. Bad rows go to the errors file; the summary adds up:
@@ -169,5 +182,6 @@ def score_command(
             input_format=input_format,
             batch_size=batch_size,
             progress=False if no_progress else None,
+            image_root=image_root,
         )
         typer.echo(summary.line(), err=True)

@@ -163,7 +163,8 @@ class ErrorSink:
 
     Codes: ``invalid_utf8``, ``invalid_unicode``, ``invalid_json``, ``not_an_object``,
     ``malformed_csv``, ``missing_field``, ``wrong_type``, ``too_long``, ``bad_id``,
-    ``failed`` (processing raised).
+    ``empty_record`` (record mode: no field has a value), ``failed`` (processing raised).
+    Warnings (:meth:`warn`: the row was still used) carry ``"level": "warning"``.
 
     Example:
         >>> sink = ErrorSink()
@@ -177,6 +178,8 @@ class ErrorSink:
         self.keep = keep
         self.count = 0
         self.codes: Counter[str] = Counter()
+        self.warnings = 0
+        self.warning_codes: Counter[str] = Counter()
         self.entries: list[dict[str, Any]] = []
         self._writer: _AtomicFile | None = _AtomicFile(self.path) if self.path else None
 
@@ -185,6 +188,25 @@ class ErrorSink:
         entry = {"row": row, "id": id, "code": code, "reason": reason}
         self.count += 1
         self.codes[code] += 1
+        if len(self.entries) < self.keep:
+            self.entries.append(entry)
+        if self._writer is not None:
+            self._writer.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+    def warn(self, row: int, id: str | None, code: str, reason: str) -> None:
+        """Record a problem with a row that was still used (e.g. a multimodal record scored
+        without its unreadable image): written with ``"level": "warning"``, counted in
+        :attr:`warnings`, not in :attr:`count`.
+
+        Example:
+            >>> sink = ErrorSink()
+            >>> sink.warn(2, "p2", "bad_image", "x.png: not an image")
+            >>> sink.count, sink.warnings
+            (0, 1)
+        """
+        entry = {"row": row, "id": id, "code": code, "reason": reason, "level": "warning"}
+        self.warnings += 1
+        self.warning_codes[code] += 1
         if len(self.entries) < self.keep:
             self.entries.append(entry)
         if self._writer is not None:
@@ -246,6 +268,7 @@ def read_records(
     *,
     max_chars: int = DEFAULT_MAX_CHARS,
     keep_fields: Sequence[str] = (),
+    record_fields: Sequence[str] | None = None,
 ) -> RecordReader:
     """Open a note file for streaming; bad rows go to ``errors``.
 
@@ -269,6 +292,7 @@ def read_records(
         chunk_size=chunk_size,
         max_chars=max_chars,
         keep_fields=keep_fields,
+        record_fields=record_fields,
     )
 
 
@@ -296,6 +320,7 @@ class RecordReader:
         chunk_size: int = 256,
         max_chars: int = DEFAULT_MAX_CHARS,
         keep_fields: Sequence[str] = (),
+        record_fields: Sequence[str] | None = None,
     ) -> None:
         self.path = Path(path)
         if isinstance(text_fields, str):
@@ -303,6 +328,10 @@ class RecordReader:
         self.text_fields = tuple(text_fields)
         self.id_field = id_field
         self.keep_fields = tuple(keep_fields)
+        # record mode (models that read whole records, e.g. multimodal): every column of
+        # ``record_fields`` is optional — per row, and as a column of the file
+        self.record_fields = tuple(dict.fromkeys(record_fields)) if record_fields else None
+        self.absent_fields: list[str] = []
         self.errors = errors if errors is not None else ErrorSink()
         self.chunk_size = max(1, int(chunk_size))
         self.max_chars = int(max_chars)
@@ -314,10 +343,14 @@ class RecordReader:
         self._bytes_at_close = 0
         self._started = False
 
-        if not self.text_fields:
+        if not self.text_fields and self.record_fields is None:
             raise InputError("at least one text field is needed")
         if len(set(self.text_fields)) != len(self.text_fields):
             raise InputError(f"text fields are repeated: {list(self.text_fields)}")
+        if self.record_fields is not None:
+            extra = [f for f in self.text_fields if f not in self.record_fields]
+            if extra:
+                raise InputError(f"text fields {extra} are not among the record fields")
         if fmt is not None:
             fmt = fmt.lower().lstrip(".")
             fmt = {"json": "jsonl", "ndjson": "jsonl", "text": "txt", "pq": "parquet"}.get(fmt, fmt)
@@ -326,7 +359,12 @@ class RecordReader:
         self.fmt = fmt or detect_format(self.path)
         self._check_file()
         if self.fmt == "txt":
-            if len(self.text_fields) > 1 or id_field is not None or self.keep_fields:
+            if (
+                len(self.text_fields) > 1
+                or id_field is not None
+                or self.keep_fields
+                or self.record_fields is not None
+            ):
                 raise InputError(
                     f"{self.path}: a .txt file holds one note per line and has no fields; "
                     "text/id/keep fields apply to JSONL, CSV and Parquet input only"
@@ -420,7 +458,20 @@ class RecordReader:
         index: dict[str, int] = {}
         for i, name in enumerate(names):
             index.setdefault(name, i)
-        wanted = [*self.text_fields, *([self.id_field] if self.id_field else []), *self.keep_fields]
+        required = self.text_fields if self.record_fields is None else ()
+        wanted = [*required, *([self.id_field] if self.id_field else []), *self.keep_fields]
+        if self.record_fields is not None:
+            present = [f for f in self.record_fields if f in index]
+            self.absent_fields = [f for f in self.record_fields if f not in index]
+            if not present:
+                self.close()
+                shown = ", ".join(repr(n) for n in names[:20]) + (" ..." if len(names) > 20 else "")
+                raise InputError(
+                    f"{self.path}: none of the model's columns "
+                    f"({', '.join(repr(f) for f in self.record_fields)}) is in the {where} "
+                    f"(columns: {shown})"
+                )
+            wanted += present
         for name in wanted:
             if name not in index:
                 self.close()
@@ -658,9 +709,12 @@ class RecordReader:
                 yield self._accept(rec)
 
     def _iter_parquet(self) -> Iterator[Record]:
+        present = [f for f in self.record_fields or () if f not in self.absent_fields]
+        required = self.text_fields if self.record_fields is None else ()
         columns = list(
             dict.fromkeys(
-                [*self.text_fields, *([self.id_field] if self.id_field else []), *self.keep_fields]
+                [*required, *([self.id_field] if self.id_field else []), *self.keep_fields,
+                 *present]
             )
         )
         row = 0
@@ -697,6 +751,8 @@ class RecordReader:
             rid = self._get_id(row, obj, from_csv)
             if rid is None:
                 return None
+        if self.record_fields is not None:
+            return self._from_record(row, rid, obj, from_csv)
         values: list[tuple[str, str]] = []
         for name in self.text_fields:
             if name not in obj:
@@ -712,6 +768,33 @@ class RecordReader:
                 return None
             values.append((name, value))
         meta = {name: obj.get(name) for name in self.keep_fields}
+        return self._build(row, rid, values, meta)
+
+    def _from_record(
+        self, row: int, rid: str, obj: dict[str, Any], from_csv: bool
+    ) -> Record | None:
+        """Record mode: the row's record fields go to ``meta`` as they are (missing ones are
+        None; an empty CSV cell is missing); text fields must be text when present."""
+        values: list[tuple[str, str]] = []
+        meta: dict[str, Any] = {}
+        for name in self.record_fields or ():
+            value = obj.get(name)
+            if from_csv and value == "":
+                value = None
+            if isinstance(value, str) and from_csv and _SURROGATE.search(value):
+                self._reject(row, rid, "invalid_utf8", f"field {name!r} is not valid UTF-8")
+                return None
+            if name in self.text_fields and value is not None:
+                if not isinstance(value, str):
+                    what = f"{describe_type(value)}, expected a string"
+                    self._reject(row, rid, "wrong_type", f"field {name!r} is {what}")
+                    return None
+                values.append((name, value))
+            meta[name] = value
+        if all(v is None for v in meta.values()):
+            self._reject(row, rid, "empty_record", "none of the model's fields has a value")
+            return None
+        meta.update({name: obj.get(name) for name in self.keep_fields})
         return self._build(row, rid, values, meta)
 
     def _get_id(self, row: int, obj: dict[str, Any], from_csv: bool) -> str | None:

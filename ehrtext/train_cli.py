@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 MODELS = ("bigru", "bilstm", "linear")
+IMAGE_MODELS = ("image", "multimodal")  # trained from manifests by ehrtext.imaging
 
 
 @dataclass
@@ -645,7 +646,9 @@ def train(
     model: Annotated[
         str | None,
         typer.Option(
-            "--model", help="bigru, bilstm or linear (default: bigru).", show_default=False
+            "--model",
+            help="bigru, bilstm, linear, image or multimodal (default: bigru).",
+            show_default=False,
         ),
     ] = None,
     embeddings: Annotated[
@@ -715,8 +718,25 @@ def train(
         ),
     ] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+    image_field: Annotated[
+        str | None,
+        typer.Option(
+            "--image-field",
+            help="--model image / multimodal: the image path column of the manifest.",
+            show_default=False,
+        ),
+    ] = None,
+    tabular: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tabular",
+            help="--model multimodal: a tabular column (repeatable), e.g. age, sex.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Train a risk model (BiGRU, BiLSTM or TF-IDF linear) and save its model directory."""
+    """Train a risk model (BiGRU, BiLSTM, TF-IDF linear; or an image CNN / a multimodal
+    model from a manifest) and save its model directory."""
     from ehrtext.cli import _clean_errors
 
     with _clean_errors():
@@ -747,7 +767,17 @@ def train(
             opts["resume"] = True
         if no_progress:
             opts["progress"] = False
+        if image_field is not None:
+            opts["image_field"] = image_field
+        if tabular:
+            opts["tabular"] = list(tabular)
         opts.update(_parse_set(set_ or []))
+        if opts.get("model") in IMAGE_MODELS:
+            _train_image_kind(opts)
+            return
+        for key in ("image_field", "tabular"):
+            if key in opts:
+                raise InputError(f"{key} applies to --model image / multimodal only")
         options = TrainOptions.from_dict(opts)
         if not options.output:
             raise InputError("no --output model directory given")
@@ -765,6 +795,26 @@ def train(
             f"thresholds) in {m['train_seconds']:.1f} s",
             err=True,
         )
+
+
+def _train_image_kind(opts: dict[str, Any]) -> None:
+    """``ehrtext train --model image|multimodal`` (see
+    :func:`ehrtext.imaging.cli.train_from_options`)."""
+    from ehrtext.imaging.cli import train_from_options
+
+    if not opts.get("output"):
+        raise InputError("no --output model directory given")
+    _check_output(Path(opts["output"]))
+    quiet = opts.get("progress") is False
+    model, sink = train_from_options(
+        opts, log=None if quiet else (lambda s: typer.echo("  " + s, err=True))
+    )
+    typer.echo(
+        f"ehrtext train: {opts['model']} model saved to {opts['output']} ({model.task}, labels "
+        f"{model.labels}); {sink.count} rows/images skipped or noted"
+        + (f" -> {sink.path}" if sink.count else ""),
+        err=True,
+    )
 
 
 def evaluate(

@@ -518,3 +518,115 @@ def multimodal_evaluate_command(
             f"{_summary(result)} -> {output}",
             err=True,
         )
+
+
+# --------------------------------------------------------------------------------------------
+# ``ehrtext train --model image|multimodal``: the generic training options mapped onto the
+# image and multimodal trainers
+# --------------------------------------------------------------------------------------------
+
+# generic ``ehrtext train`` option -> the name the image / multimodal trainer uses
+_RENAMED = {"lr": "learning_rate", "num_threads": "threads", "val_fraction": "tune_fraction"}
+# options of the trainers' own calls (not of their config dataclasses)
+_CALL_KEYS = {
+    "image": {"image_field", "label_field", "task", "labels", "id_field", "patient_field",
+              "label_sep", "window", "tune_fraction", "threshold_rule"},
+    "multimodal": {"label_field", "task", "labels", "id_field", "patient_field"},
+}
+# generic options that mean nothing here but are harmless (progress bars, text-model caches)
+_IGNORED = {"progress", "model"}
+
+
+def train_from_options(
+    options: dict,
+    *,
+    errors_path: str | Path | None = None,
+    log=None,
+):
+    """Train an ``image`` or ``multimodal`` model from ``ehrtext train`` options.
+
+    ``options`` are the keys of a config file / flags / ``--set`` (``model`` is ``image`` or
+    ``multimodal``; ``data`` a manifest; ``output`` the model directory). Generic names map
+    onto the image trainers (``lr`` → ``learning_rate``, ``num_threads`` → ``threads``,
+    ``val_fraction`` → ``tune_fraction``); the image / multimodal settings (``network``,
+    ``image_size``, ``window``, ``tabular``, ``fusion`` …) are accepted as they are; a key that
+    applies to neither is an :class:`~ehrtext.errors.InputError` naming it. Returns
+    ``(model, error_sink)``.
+
+    Example:
+        >>> train_from_options({"model": "image", "data": "xrays.csv",
+        ...                     "output": "model/", "epochs": 5})           # doctest: +SKIP
+    """
+    import dataclasses
+
+    from ehrtext.errors import InputError
+    from ehrtext.textio import ErrorSink
+
+    kind = options.get("model")
+    if kind not in ("image", "multimodal"):
+        raise InputError(f"train_from_options: model must be image or multimodal, got {kind!r}")
+    data = options.get("data")
+    if isinstance(data, list):
+        if len(data) != 1:
+            raise InputError(f"--model {kind} trains from one manifest, got {len(data)} --data")
+        data = data[0]
+    if not data:
+        raise InputError("no --data manifest given")
+    output = options.get("output")
+    if not output:
+        raise InputError("no --output model directory given")
+    if kind == "image":
+        from ehrtext.imaging.train import ImageTrainConfig as Config
+
+        defaults = {"image_size": 64, "epochs": 20, "batch_size": 64, "learning_rate": 3e-3}
+    else:
+        from ehrtext.multimodal import MultimodalConfig as Config
+
+        defaults = {}
+    config_keys = {f.name for f in dataclasses.fields(Config)}
+    call: dict = {}
+    config: dict = dict(defaults)
+    unknown = []
+    for key, value in options.items():
+        if key in ("data", "output") or key in _IGNORED:
+            continue
+        key = _RENAMED.get(key, key)
+        if kind == "image" and key == "text_fields":  # --text-field names the image column
+            value = value[0] if isinstance(value, list) and len(value) == 1 else value
+            key = "image_field"
+        if key == "window":
+            value = _parse_window(value) if isinstance(value, str) else value
+            if kind == "image":
+                call["window"] = value
+                continue
+        if key in _CALL_KEYS[kind]:
+            call[key] = value
+        elif key in config_keys:
+            config[key] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise InputError(
+            f"option(s) {', '.join(sorted(unknown))} do not apply to --model {kind} (image / "
+            f"fusion settings: {', '.join(sorted(config_keys | _CALL_KEYS[kind]))})"
+        )
+    if kind == "image" and isinstance(call.get("image_field"), list):
+        raise InputError("--model image reads one image column: give one --image-field")
+    if "widths" in config and kind == "image":
+        config["widths"] = tuple(config["widths"])
+    out = Path(output)
+    errors_path = Path(errors_path) if errors_path else out.with_name(out.name + ".errors.jsonl")
+    with ErrorSink(errors_path) as sink:
+        if kind == "image":
+            from ehrtext.imaging.model import train_image_model
+
+            model = train_image_model(
+                data, out, config=Config(**config), errors=sink, log=log, **call
+            )
+        else:
+            from ehrtext.multimodal import train_multimodal
+
+            model = train_multimodal(
+                data, out, config=Config.from_dict(config), errors=sink, log=log, **call
+            )
+    return model, sink

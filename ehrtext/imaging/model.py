@@ -58,7 +58,7 @@ class ImageModel:
         (2,)
     """
 
-    accepts_text = True  # RiskModel passes strings (here: image paths) through
+    accepts_text = False  # RiskModel hands paths / records through unchanged
 
     def __init__(
         self,
@@ -80,6 +80,8 @@ class ImageModel:
         self.temperature = float(temperature)
         self.window = window
         self.path = path
+        self.image_field = "image"  # the manifest column of image paths (records as input)
+        self.base: Path | None = None  # folder relative image paths are read from
 
     # ---- scoring ---------------------------------------------------------------------------
 
@@ -120,15 +122,47 @@ class ImageModel:
         """
         if isinstance(paths, (str, os.PathLike)):
             raise InputError("predict_proba takes a list of image paths: wrap it in [...]")
-        images, _ = self.load_images(list(paths))
+        images, _ = self.load_images([self._path_of(p) for p in paths])
         return self.proba_from_logits(self.logits(images))
 
+    @property
+    def record_fields(self) -> list[str]:
+        """The record column this model reads (the image path column)."""
+        return [self.image_field]
+
+    def _path_of(self, item: Any) -> str:
+        """An image path from a path or a record (``image_field``; ``a.png;b.png`` or a list:
+        the first), relative paths resolved against :attr:`base`; '' when there is none."""
+        from collections.abc import Mapping
+
+        value = item.get(self.image_field) if isinstance(item, Mapping) else item
+        if isinstance(value, (list, tuple)):
+            value = next((v for v in value if v is not None and str(v).strip()), None)
+        if isinstance(value, str) and ";" in value:
+            value = next((v.strip() for v in value.split(";") if v.strip()), "")
+        if value is None or (isinstance(value, float) and value != value):
+            return ""
+        if not isinstance(value, (str, os.PathLike)):
+            raise InputError(f"an image path must be text, got {type(value).__name__}")
+        path = str(value).strip()
+        if path and self.base is not None and not os.path.isabs(path):
+            path = str(self.base / path)
+        return path
+
     def predict(
-        self, paths: Sequence[str | os.PathLike[str]], ids: Sequence[Any] | None = None
+        self,
+        paths: Sequence[Any],
+        ids: Sequence[Any] | None = None,
+        batch_size: int = 64,
+        on_error: str = "mark",
     ) -> Any:
-        """A DataFrame, one row per path in input order: ``id``, ``path``, ``p_<label>`` for
-        every label, ``label`` (``labels`` for multilabel) and ``error`` (None, or why the
-        file could not be read: its probabilities are then NaN).
+        """A DataFrame, one row per input in order: ``id``, ``p_<label>`` for every label,
+        ``label`` (``labels`` for multilabel), ``path``, ``error`` (None, or why the file
+        could not be read: its probabilities are then NaN) and ``error_code``.
+
+        ``paths`` holds image paths, or records (dicts / a DataFrame) with the model's
+        :attr:`image_field`; relative paths are read from :attr:`base` when it is set.
+        ``on_error="raise"`` raises :class:`InputError` naming the first unreadable file.
 
         Example:
             >>> model.predict(["ok.png", "notes.txt"])["error"].notna().tolist()  # doctest: +SKIP
@@ -138,12 +172,30 @@ class ImageModel:
 
         from ehrtext.textio import ErrorSink
 
-        paths = [str(p) for p in paths]
+        if on_error not in ("raise", "mark"):
+            raise InputError(f"on_error must be 'raise' or 'mark', got {on_error!r}")
+        if isinstance(paths, (str, os.PathLike)):
+            raise InputError("predict takes a list of image paths: wrap it in [...]")
+        if hasattr(paths, "to_dict") and hasattr(paths, "columns"):  # a DataFrame
+            paths = paths.to_dict("records")
+        items = list(paths)
+        paths = []
+        missing: dict[int, tuple[str, str]] = {}
+        for i, item in enumerate(items):
+            try:
+                path = self._path_of(item)
+            except InputError as exc:
+                path, missing[i] = "", ("wrong_type", str(exc))
+            if not path and i not in missing:
+                missing[i] = ("missing_image", f"no image path in field {self.image_field!r}")
+            paths.append(path)
         ids = list(ids) if ids is not None else list(range(len(paths)))
         if len(ids) != len(paths):
             raise InputError(f"ids has {len(ids)} entries for {len(paths)} paths")
         sink = ErrorSink()
-        images, ok = self.load_images(paths, errors=sink)
+        readable = [i for i in range(len(paths)) if i not in missing]
+        images, ok_sub = self.load_images([paths[i] for i in readable], errors=sink)
+        ok = [readable[j] for j in ok_sub]
         n, k = len(paths), len(self.labels)
         probs = np.full((n, k), np.nan)
         if ok:
@@ -154,16 +206,25 @@ class ImageModel:
             else:
                 probs[ok] = p
         errors: list[str | None] = [None] * n
+        codes: list[str | None] = [None] * n
         for entry in sink.entries:
-            errors[entry["row"] - 1] = entry["reason"]
-        data: dict[str, Any] = {"id": ids, "path": paths}
+            i = readable[entry["row"] - 1]
+            errors[i], codes[i] = entry["reason"], "bad_image"
+        for i, (code, reason) in missing.items():
+            errors[i], codes[i] = reason, code
+        if on_error == "raise" and any(e is not None for e in errors):
+            first = next(i for i, e in enumerate(errors) if e is not None)
+            raise InputError(f"row {first}: {errors[first]}")
+        data: dict[str, Any] = {"id": ids}
         for j, label in enumerate(self.labels):
             data[f"p_{label}"] = probs[:, j]
         decided: list[Any] = [None] * n
         for i in ok:
             decided[i] = self._decide(probs[i])
         data["labels" if self.task == "multilabel" else "label"] = decided
+        data["path"] = paths
         data["error"] = errors
+        data["error_code"] = codes
         return pd.DataFrame(data)
 
     def _decide(self, p: np.ndarray) -> Any:
@@ -265,7 +326,7 @@ def build_from_bundle(bundle: Any) -> ImageModel:
         ) from None
     if config.channels_last:
         network = network.to(memory_format=torch.channels_last)
-    return ImageModel(
+    model = ImageModel(
         network,
         config,
         task=task,
@@ -275,6 +336,9 @@ def build_from_bundle(bundle: Any) -> ImageModel:
         window=window,
         path=bundle.path,
     )
+    fields = (cfg.get("spec") or {}).get("text_fields") or ["image"]
+    model.image_field = str(fields[0])
+    return model
 
 
 def _tune_split(rows: Sequence[Any], spec: Any, fraction: float, seed: int) -> list[int]:
@@ -387,6 +451,7 @@ def train_image_model(
     )
     seconds = time.perf_counter() - t0
     model = ImageModel(network, cfg, task=m.spec.task, labels=m.spec.labels, window=window)
+    model.image_field = image_field
     z = model.logits(batch.images[tune_idx])
     y = targets[tune_idx]
     z_fit = z.reshape(-1) if m.spec.task == "binary" else z

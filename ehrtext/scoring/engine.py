@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import multiprocessing as mp
@@ -52,6 +53,7 @@ from ehrtext.scoring.scorer import (
     ScorerFactory,
     default_torch_threads,
     is_multilabel,
+    record_fields_of,
 )
 from ehrtext.scoring.sinks import OutputSchema, ScoreRow, check_output, open_sink
 from ehrtext.scoring.sources import open_source
@@ -87,6 +89,9 @@ class ScoreSummary:
         seconds: wall time of the run (model loading included).
         load_seconds: of which loading the model in this process.
         error_codes: errors by code.
+        warnings: rows scored with a warning in the errors file (a multimodal record scored
+            without its unreadable image); they are counted in ``scored``.
+        notes: remarks on the whole run (an input without one of the model's columns).
 
     Example:
         >>> s = ScoreSummary(read=10, scored=7, errors=2, skipped=1)
@@ -104,6 +109,8 @@ class ScoreSummary:
     output: str = ""
     errors_path: str = ""
     load_seconds: float = 0.0
+    warnings: int = 0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def adds_up(self) -> bool:
@@ -125,6 +132,13 @@ class ScoreSummary:
                 f"{code} {n}" for code, n in sorted(self.error_codes.items(), key=lambda x: -x[1])
             )
             text += f"\n  errors by kind: {kinds} -> {self.errors_path}"
+        if self.warnings:
+            text += (
+                f"\n  {self.warnings} rows scored without an unreadable image (warnings in "
+                f"{self.errors_path})"
+            )
+        for note in self.notes:
+            text += f"\n  note: {note}"
         return text
 
 
@@ -168,6 +182,10 @@ class _ChunkScorer:
             params = {}  # type: ignore[assignment]
         if batch_size is not None and "batch_size" in params:
             self.kwargs["batch_size"] = batch_size
+        # record models (image, multimodal) mark unreadable images per row instead of raising
+        self.marks = bool(getattr(scorer, "record_fields", None)) and "on_error" in params
+        if self.marks:
+            self.kwargs["on_error"] = "mark"
 
     def warm_up(self) -> None:
         """Score one tiny note, so dictionaries and kernels load now (a broken installation
@@ -203,6 +221,8 @@ class _ChunkScorer:
     def _score(self, task: ChunkTask) -> list[Outcome]:
         rows, ids, inputs = task
         try:
+            if self.marks:
+                return self._predict_marked(rows, ids, inputs)
             return [("ok", r) for r in self._predict(inputs, ids)]
         except (ResourceError, ModelFileError, ScorerContractError):
             raise  # a broken model or scorer, not a bad note: stop with its message
@@ -219,6 +239,39 @@ class _ChunkScorer:
     def _predict(self, inputs: list[Any], ids: list[str]) -> list[ScoreRow]:
         frame = self.scorer.predict(inputs, ids=ids, **self.kwargs)
         return frame_to_rows(frame, self.schema, ids)
+
+    def _predict_marked(self, rows: list[int], ids: list[str], inputs: list[Any]) -> list[Outcome]:
+        """Record models: a row whose ``error`` is set is an error entry (its ``error_code``,
+        e.g. ``bad_image`` naming the file); a ``warning`` (scored without an unreadable
+        image) is a warning entry beside its scores."""
+        frame = self.scorer.predict(inputs, ids=ids, **self.kwargs)
+        if len(frame) != len(ids):
+            raise ScorerContractError(
+                f"the scorer's predict() returned {len(frame)} rows for {len(ids)} notes"
+            )
+        errors = _column(frame, "error")
+        codes = _column(frame, "error_code")
+        warnings = _column(frame, "warning")
+        good = [i for i in range(len(ids)) if errors[i] is None]
+        scored = frame_to_rows(frame.iloc[good], self.schema, [ids[i] for i in good])
+        out: list[Outcome] = []
+        by_row = dict(zip(good, scored))
+        for i in range(len(ids)):
+            if i in by_row:
+                out.append(("ok", by_row[i]))
+                if warnings[i] is not None:
+                    out.append(("warn", rows[i], ids[i], "bad_image", warnings[i]))
+            else:
+                out.append(("err", rows[i], ids[i], codes[i] or "invalid_input", errors[i]))
+        return out
+
+
+def _column(frame: Any, name: str) -> list[Any]:
+    """A column as a list with missing values (None, NaN) as None; all None when absent."""
+    if name not in frame.columns:
+        return [None] * len(frame)
+    return [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+            for v in frame[name].tolist()]
 
 
 def frame_to_rows(frame: Any, schema: OutputSchema, ids: Sequence[str]) -> list[ScoreRow]:
@@ -368,6 +421,7 @@ def score(
     input_format: str | None = None,
     batch_size: int | None = None,
     progress: bool | None = None,
+    image_root: str | os.PathLike[str] | None = None,
 ) -> ScoreSummary:
     """Score every note of ``input`` into ``output``; see the module docstring.
 
@@ -389,6 +443,15 @@ def score(
         input_format: for files whose extension does not tell.
         batch_size: passed to ``predict`` when it accepts one.
         progress: a tqdm bar on stderr (``None``: only when stderr is a terminal).
+        image_root: image and multimodal models: the folder relative image paths are read
+            from (default: the input file's folder; the current folder for SQL input).
+
+    Image and multimodal models read whole records (their ``record_fields``: text fields,
+    image column, tabular columns) instead of one joined note: any of these may be missing
+    in a row (the model scores from the rest), a column absent from the input is reported in
+    ``ScoreSummary.notes``, a multimodal row with an unreadable image is scored without it
+    and noted as a warning in the errors file, an image-model row without a readable image
+    is an error (``bad_image`` / ``missing_image``).
 
     Example:
         >>> score("notes.csv", "sqlite:///scores.db?table=scores", ModelDirectory("m"),
@@ -414,7 +477,12 @@ def score(
 
     factory: ScorerFactory | None = None
     local: _ChunkScorer | None = None
+    if image_root is None and in_loc.kind == "file":
+        image_root = Path(in_loc.path or "").resolve().parent
     if hasattr(scorer, "predict"):
+        if image_root is not None and getattr(scorer, "record_fields", None):
+            if getattr(scorer, "image_root", None) is None and hasattr(scorer, "image_root"):
+                scorer.image_root = str(image_root)  # type: ignore[union-attr]
         if workers > 1:
             raise InputError(
                 "workers > 1 needs a scorer factory (e.g. ModelDirectory), not a loaded scorer"
@@ -422,22 +490,45 @@ def score(
         local = _ChunkScorer(scorer, batch_size)  # type: ignore[arg-type]
     else:
         factory = scorer  # type: ignore[assignment]
+        if (
+            image_root is not None
+            and dataclasses.is_dataclass(factory)
+            and getattr(factory, "image_root", "") is None
+        ):
+            factory = dataclasses.replace(factory, image_root=str(image_root))  # type: ignore
         describe = getattr(factory, "describe", None)
         if workers > 1 and describe is not None:
             info = describe()  # labels etc. without loading the model here: workers do that
             schema = OutputSchema(tuple(str(x) for x in info.labels), info.task == "multilabel")
             model_fields = info.text_fields
+            record_fields = info.record_fields
         else:
             local = _ChunkScorer(factory.load(), batch_size)  # type: ignore[union-attr]
     if local is not None:
         schema = local.schema
         model_fields = _model_text_fields(local.scorer)
+        record_fields = getattr(local.scorer, "record_fields", None)
+        if record_fields:  # which of them are text (checked to be text when present)
+            cfg = getattr(local.scorer, "config", None)
+            if isinstance(cfg, dict):
+                model_fields = record_fields_of(cfg)[0]
+            else:
+                model_fields = list(getattr(cfg, "text_fields", None) or [])
         if workers <= 1:
             local.warm_up()
         else:
             local = None  # workers load their own copy
     load_seconds = time.perf_counter() - start
-    fields = list(text_fields) if text_fields else (model_fields or ["text"])
+    if record_fields:
+        if text_fields:
+            raise InputError(
+                "--text-field does not apply to this model: it reads records with the columns "
+                f"{', '.join(record_fields)} (rename the input's columns to match)"
+            )
+        fields = list(model_fields or [])
+    else:
+        record_fields = None
+        fields = list(text_fields) if text_fields else (model_fields or ["text"])
     as_records = len(fields) > 1
 
     errors = ErrorSink(errors_file)
@@ -449,7 +540,17 @@ def score(
     )
     try:
         source = open_source(
-            in_loc, fields, id_field, errors, max_chars=max_chars, input_format=input_format
+            in_loc,
+            fields,
+            id_field,
+            errors,
+            max_chars=max_chars,
+            input_format=input_format,
+            record_fields=record_fields,
+        )
+        summary.notes.extend(
+            f"column {name!r} is not in the input: every row is scored without it"
+            for name in getattr(source, "absent_fields", [])
         )
         sink = open_sink(out_loc, schema)
         done = sink.open(resume=resume, overwrite=overwrite)
@@ -472,7 +573,9 @@ def score(
                     todo.append(rec)
                 if todo:
                     inputs: list[Any] = (
-                        [{name: rec.field(name) for name in fields} for rec in todo]
+                        [dict(rec.meta) for rec in todo]
+                        if record_fields
+                        else [{name: rec.field(name) for name in fields} for rec in todo]
                         if as_records
                         else [rec.text for rec in todo]
                     )
@@ -498,6 +601,8 @@ def score(
                 for res in outcomes:
                     if res[0] == "ok":
                         rows.append(res[1])
+                    elif res[0] == "warn":
+                        errors.warn(*res[1:])
                     else:
                         errors.add(*res[1:])
                 if rows:
@@ -524,6 +629,7 @@ def score(
             errors.abort()
     summary.errors = errors.count
     summary.error_codes = dict(errors.codes)
+    summary.warnings = errors.warnings
     summary.seconds = time.perf_counter() - start
     if not summary.adds_up:  # pragma: no cover - an engine bug; say so rather than mislead
         raise EhrtextError(f"internal error: the counts do not add up ({summary})")

@@ -81,6 +81,35 @@ class ScorerInfo:
     labels: list[str]
     task: str
     text_fields: list[str] | None = None
+    record_fields: list[str] | None = None  # models that read whole records (image, multimodal)
+
+
+def record_fields_of(config: dict[str, Any]) -> tuple[list[str] | None, list[str] | None]:
+    """``(text_fields, record_fields)`` of a model's ``ehrtext.json``: for ``multimodal`` and
+    ``image`` models the columns a record may hold (text fields, image column, tabular
+    columns); ``record_fields`` is None for text models.
+
+    Example:
+        >>> record_fields_of({"kind": "multimodal", "multimodal": {"text_fields": ["note"],
+        ...                   "image_field": "xray", "tabular": ["age"]}})
+        (['note'], ['note', 'xray', 'age'])
+        >>> record_fields_of({"kind": "bigru", "spec": {"text_fields": ["text"]}})
+        (['text'], None)
+    """
+    kind = config.get("kind")
+    spec = config.get("spec") or {}
+    fields = spec.get("text_fields") if isinstance(spec, dict) else None
+    text = [str(f) for f in fields] if fields else None
+    if kind == "multimodal":
+        mm = config.get("multimodal") or {}
+        active = set(mm.get("modalities") or ("text", "image", "tabular"))
+        text = [str(f) for f in mm.get("text_fields") or []] if "text" in active else []
+        image = [str(mm["image_field"])] if mm.get("image_field") and "image" in active else []
+        tabular = [str(c) for c in mm.get("tabular") or []] if "tabular" in active else []
+        return text, [*text, *image, *tabular]
+    if kind == "image":
+        return [], [(text or ["image"])[0]]
+    return text, None
 
 
 @dataclass(frozen=True)
@@ -94,6 +123,7 @@ class ModelDirectory:
     path: str
     quantize: bool = False
     torch_threads: int | None = None
+    image_root: str | None = None  # folder that relative image paths are read from
 
     def describe(self) -> ScorerInfo:
         """Labels, task and text fields from ``ehrtext.json``, without loading the weights
@@ -107,9 +137,8 @@ class ModelDirectory:
             task = str(cfg["task"])
         except KeyError as exc:
             raise ModelFileError(f"{self.path}: ehrtext.json lacks {exc.args[0]!r}") from None
-        spec = cfg.get("spec") or {}
-        fields = spec.get("text_fields") if isinstance(spec, dict) else None
-        return ScorerInfo(labels, task, [str(f) for f in fields] if fields else None)
+        text, records = record_fields_of(cfg)
+        return ScorerInfo(labels, task, text, records)
 
     def load(self) -> Scorer:
         """``RiskModel.load(path)`` (and quantize it when asked)."""
@@ -118,6 +147,8 @@ class ModelDirectory:
         from ehrtext.predict import RiskModel
 
         model = RiskModel.load(self.path)
+        if self.image_root is not None:
+            model.image_root = self.image_root
         if self.quantize:
             quantize_scorer(model)
         return model

@@ -67,8 +67,14 @@ def open_source(
     *,
     max_chars: int = DEFAULT_MAX_CHARS,
     input_format: str | None = None,
+    record_fields: Sequence[str] | None = None,
 ) -> NoteSource:
     """Open a file path or SQL table URI for streaming (checks the columns now).
+
+    ``record_fields`` switches to record mode, for models that read whole records (image,
+    multimodal): each record's ``meta`` holds those columns (None where missing), any of them
+    may be missing in a row or absent from the input (``absent_fields``), and
+    ``text_fields`` (a subset) are only checked to be text when present.
 
     Example:
         >>> src = open_source("notes.jsonl", ["text"], "id", ErrorSink())  # doctest: +SKIP
@@ -79,9 +85,17 @@ def open_source(
             raise InputError("--input-format applies to files only, not to SQL tables")
         if not id_field:
             raise InputError(f"{loc.display()}: a SQL table needs an id column (--id-field)")
-        return SqlSource(loc, text_fields, id_field, errors, max_chars=max_chars)
+        return SqlSource(
+            loc, text_fields, id_field, errors, max_chars=max_chars, record_fields=record_fields
+        )
     return FileSource(
-        loc.path or "", text_fields, id_field, errors, max_chars=max_chars, fmt=input_format
+        loc.path or "",
+        text_fields,
+        id_field,
+        errors,
+        max_chars=max_chars,
+        fmt=input_format,
+        record_fields=record_fields,
     )
 
 
@@ -101,6 +115,7 @@ class FileSource:
         *,
         max_chars: int = DEFAULT_MAX_CHARS,
         fmt: str | None = None,
+        record_fields: Sequence[str] | None = None,
     ) -> None:
         self.reader = RecordReader(
             path,
@@ -109,8 +124,10 @@ class FileSource:
             fmt=fmt,
             errors=errors,
             max_chars=max_chars,
+            record_fields=record_fields,
         )
         self._size = self.reader.path.stat().st_size
+        self.absent_fields = self.reader.absent_fields
         self._parquet_rows: int | None = None
         if self.reader.fmt == "parquet":
             self._parquet_rows = int(self.reader._pq.metadata.num_rows)
@@ -165,12 +182,15 @@ class SqlSource:
         errors: ErrorSink,
         *,
         max_chars: int = DEFAULT_MAX_CHARS,
+        record_fields: Sequence[str] | None = None,
     ) -> None:
         if isinstance(text_fields, str):
             text_fields = (text_fields,)
         self.location = location
         self.text_fields = tuple(text_fields)
-        if not self.text_fields:
+        self.record_fields = tuple(dict.fromkeys(record_fields)) if record_fields else None
+        self.absent_fields: list[str] = []
+        if not self.text_fields and self.record_fields is None:
             raise InputError("at least one text field is needed")
         if len(set(self.text_fields)) != len(self.text_fields):
             raise InputError(f"text fields are repeated: {list(self.text_fields)}")
@@ -190,7 +210,20 @@ class SqlSource:
         if columns is None:
             self.db.close()
             raise InputError(f"{location.display()}: table {table!r} does not exist")
-        for name in (*self.text_fields, id_field):
+        selected = list(self.text_fields)
+        if self.record_fields is not None:
+            selected = [f for f in self.record_fields if f in columns]
+            self.absent_fields = [f for f in self.record_fields if f not in columns]
+            if not selected:
+                self.db.close()
+                shown = ", ".join(repr(c) for c in columns[:20])
+                raise InputError(
+                    f"{location.display()}: none of the model's columns "
+                    f"({', '.join(repr(f) for f in self.record_fields)}) is in the table "
+                    f"(columns: {shown})"
+                )
+        self._columns = selected
+        for name in (*selected, id_field):
             if name not in columns:
                 self.db.close()
                 role = "id" if name == id_field else "text"
@@ -201,7 +234,7 @@ class SqlSource:
                 )
         self._table = quote_table(table)
         self._id = quote_identifier(id_field)
-        self._select = ", ".join([self._id, *(quote_identifier(f) for f in self.text_fields)])
+        self._select = ", ".join([self._id, *(quote_identifier(f) for f in selected)])
         self._tiebreak = self._find_tiebreak()
         cur = self.db.execute(f"SELECT COUNT(*) FROM {self._table}")
         self._total = int(cur.fetchone()[0])
@@ -304,6 +337,22 @@ class SqlSource:
             self._reject(row, None, "invalid_unicode", f"id column {self.id_field!r} is invalid")
             return None
         pairs: list[tuple[str, str]] = []
+        meta: dict[str, Any] = {}
+        if self.record_fields is not None:  # record mode: every field optional
+            got = dict(zip(self._columns, values))
+            for name in self.record_fields:
+                value = got.get(name)
+                if name in self.text_fields and value is not None:
+                    if not isinstance(value, str):
+                        what = f"{describe_type(value)}, expected a string"
+                        self._reject(row, rid, "wrong_type", f"field {name!r} is {what}")
+                        return None
+                    pairs.append((name, value))
+                meta[name] = value
+            if all(v is None or (isinstance(v, str) and not v) for v in meta.values()):
+                self._reject(row, rid, "empty_record", "none of the model's fields has a value")
+                return None
+            values = ()
         for name, value in zip(self.text_fields, values):
             if not isinstance(value, str):
                 what = "null" if value is None else f"{describe_type(value)}, expected a string"
@@ -326,7 +375,7 @@ class SqlSource:
         text, sections = join_sections(pairs)
         self.rows += 1
         self.records += 1
-        return Record(row=row, id=rid, text=text, sections=sections)
+        return Record(row=row, id=rid, text=text, sections=sections, meta=meta)
 
     def close(self) -> None:
         self.db.close()
