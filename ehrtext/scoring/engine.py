@@ -92,6 +92,9 @@ class ScoreSummary:
         warnings: rows scored with a warning in the errors file (a multimodal record scored
             without its unreadable image); they are counted in ``scored``.
         notes: remarks on the whole run (an input without one of the model's columns).
+        first_commit_seconds / first_commit_rows: when the first chunk was committed and its
+            rows (start-up — model loading, worker processes — lies before it; the rate after
+            it is the steady-state rate of a long run).
 
     Example:
         >>> s = ScoreSummary(read=10, scored=7, errors=2, skipped=1)
@@ -111,6 +114,8 @@ class ScoreSummary:
     load_seconds: float = 0.0
     warnings: int = 0
     notes: list[str] = field(default_factory=list)
+    first_commit_seconds: float = 0.0
+    first_commit_rows: int = 0
 
     @property
     def adds_up(self) -> bool:
@@ -609,6 +614,9 @@ def score(
                     sink.write_chunk(rows)
                     summary.chunks += 1
                     summary.scored += len(rows)
+                    if summary.chunks == 1:
+                        summary.first_commit_seconds = time.perf_counter() - start
+                        summary.first_commit_rows = len(rows)
                 now = source.progress_position()
                 bar.update(max(0, now - position))
                 position = now
