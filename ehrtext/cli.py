@@ -736,7 +736,10 @@ def _demo_score(records: list[Any]) -> None:
         typer.echo(f"  {rec.id:<5} {diag:<7} {probs}  -> {row['label']}")
     typer.echo(
         f"  ({len(records)} notes scored in {score_s * 1000:.0f} ms; model load {load_s:.2f} s. "
-        "The same numbers come from RiskModel.predict, spaCy ehr_risk and `ehrtext score`.)"
+        "The same numbers come from RiskModel.predict, spaCy ehr_risk and `ehrtext score`.)\n"
+        "  (The model learned from short patient questions; these are inpatient records, "
+        "outside its training domain, so many departments are wrong: it shows the machinery, "
+        "not a clinical model. Train your own with `ehrtext train`.)"
     )
     rec = records[0]
     ex = model.explain(rec.text, method="attention")

@@ -39,7 +39,7 @@ import re
 import sys
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
@@ -256,6 +256,51 @@ def detect_format(path: str | os.PathLike[str]) -> str:
             f"(optionally .gz) or pass the format explicitly ({', '.join(FORMATS)})"
         )
     return fmt
+
+
+class RowRejected(Exception):
+    """A row that cannot be used: ``code`` and ``reason`` (never the row's text)."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def split_record(
+    values: Mapping[str, Any],
+    record_fields: Sequence[str],
+    text_fields: Sequence[str],
+    *,
+    blank_is_missing: bool = False,
+) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """Record mode, for models that read whole records (image, multimodal): ``(text pairs,
+    record)`` of one row. Every field is optional (a missing one is None; with
+    ``blank_is_missing``, as for CSV cells, so is ``""``); a present text field must be text.
+
+    Raises:
+        RowRejected: ``wrong_type`` (a text field that is not text) or ``empty_record`` (no
+            field has a value).
+
+    Example:
+        >>> split_record({"note": "胸痛", "age": 70}, ["note", "xray", "age"], ["note"])
+        ([('note', '胸痛')], {'note': '胸痛', 'xray': None, 'age': 70})
+    """
+    pairs: list[tuple[str, str]] = []
+    record: dict[str, Any] = {}
+    for name in record_fields:
+        value = values.get(name)
+        if blank_is_missing and value == "":
+            value = None
+        if name in text_fields and value is not None:
+            if not isinstance(value, str):
+                what = f"{describe_type(value)}, expected a string"
+                raise RowRejected("wrong_type", f"field {name!r} is {what}")
+            pairs.append((name, value))
+        record[name] = value
+    if all(v is None or (isinstance(v, str) and not v.strip()) for v in record.values()):
+        raise RowRejected("empty_record", "none of the model's fields has a value")
+    return pairs, record
 
 
 def read_records(
@@ -773,26 +818,19 @@ class RecordReader:
     def _from_record(
         self, row: int, rid: str, obj: dict[str, Any], from_csv: bool
     ) -> Record | None:
-        """Record mode: the row's record fields go to ``meta`` as they are (missing ones are
-        None; an empty CSV cell is missing); text fields must be text when present."""
-        values: list[tuple[str, str]] = []
-        meta: dict[str, Any] = {}
-        for name in self.record_fields or ():
-            value = obj.get(name)
-            if from_csv and value == "":
-                value = None
-            if isinstance(value, str) and from_csv and _SURROGATE.search(value):
-                self._reject(row, rid, "invalid_utf8", f"field {name!r} is not valid UTF-8")
-                return None
-            if name in self.text_fields and value is not None:
-                if not isinstance(value, str):
-                    what = f"{describe_type(value)}, expected a string"
-                    self._reject(row, rid, "wrong_type", f"field {name!r} is {what}")
+        """Record mode (see :func:`split_record`); an empty CSV cell is missing."""
+        if from_csv:
+            for name in self.record_fields or ():
+                value = obj.get(name)
+                if isinstance(value, str) and _SURROGATE.search(value):
+                    self._reject(row, rid, "invalid_utf8", f"field {name!r} is not valid UTF-8")
                     return None
-                values.append((name, value))
-            meta[name] = value
-        if all(v is None for v in meta.values()):
-            self._reject(row, rid, "empty_record", "none of the model's fields has a value")
+        try:
+            values, meta = split_record(
+                obj, self.record_fields or (), self.text_fields, blank_is_missing=from_csv
+            )
+        except RowRejected as exc:
+            self._reject(row, rid, exc.code, exc.reason)
             return None
         meta.update({name: obj.get(name) for name in self.keep_fields})
         return self._build(row, rid, values, meta)

@@ -434,3 +434,41 @@ def test_error_sink_writes_an_empty_file_when_no_errors(tmp_path: Path) -> None:
     with ErrorSink(path):
         pass
     assert path.read_text(encoding="utf-8") == ""
+
+
+def test_record_mode_every_field_optional_and_absent_columns(tmp_path):
+    """Record mode (image / multimodal models): fields may be missing per row or absent from
+    the file; a text field must be text when present; a row with nothing is an error."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ehrtext.textio import ErrorSink, RecordReader
+
+    rows = [
+        {"id": "a", "note": "胸痛2天", "xray": "a.png", "other": 1},
+        {"id": "b", "note": None, "xray": "b.png", "other": 2},
+        {"id": "c", "note": 7, "xray": None, "other": 3},  # a number where a note should be
+        {"id": "d", "note": None, "xray": None, "other": 4},  # nothing the model reads
+    ]
+    jsonl = tmp_path / "r.jsonl"
+    jsonl.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    parquet = tmp_path / "r.parquet"
+    notes = [r["note"] if isinstance(r["note"], str) else None for r in rows]
+    pq.write_table(pa.table({"id": [r["id"] for r in rows], "note": notes}), parquet)
+    for path, absent in ((jsonl, []), (parquet, ["xray", "age"])):
+        sink = ErrorSink()
+        reader = RecordReader(path, text_fields=["note"], id_field="id", errors=sink,
+                              record_fields=["note", "xray", "age"])
+        got = {r.id: r.meta for r in reader}
+        assert reader.absent_fields == absent
+        codes = {e["id"]: e["code"] for e in sink.entries}
+        if path is jsonl:
+            assert got == {"a": {"note": "胸痛2天", "xray": "a.png", "age": None},
+                           "b": {"note": None, "xray": "b.png", "age": None}}
+            assert codes == {"c": "wrong_type", "d": "empty_record"}
+        else:  # only id and note are in the file
+            assert got == {"a": {"note": "胸痛2天", "xray": None, "age": None}}
+            assert codes == {"b": "empty_record", "c": "empty_record", "d": "empty_record"}
+        assert reader.rows == reader.records + reader.rejected
+    with pytest.raises(InputError, match="none of the model's columns"):
+        RecordReader(parquet, text_fields=[], id_field="id", record_fields=["xray", "age"])

@@ -28,7 +28,15 @@ from typing import Any, Protocol
 from ehrtext.errors import InputError, describe_type
 from ehrtext.scoring.locations import Location, parse_location, quote_identifier, quote_table
 from ehrtext.scoring.sql import SqlDatabase
-from ehrtext.textio import DEFAULT_MAX_CHARS, ErrorSink, Record, RecordReader, join_sections
+from ehrtext.textio import (
+    DEFAULT_MAX_CHARS,
+    ErrorSink,
+    Record,
+    RecordReader,
+    RowRejected,
+    join_sections,
+    split_record,
+)
 
 __all__ = ["FileSource", "NoteSource", "SqlSource", "open_source"]
 
@@ -339,18 +347,12 @@ class SqlSource:
         pairs: list[tuple[str, str]] = []
         meta: dict[str, Any] = {}
         if self.record_fields is not None:  # record mode: every field optional
-            got = dict(zip(self._columns, values))
-            for name in self.record_fields:
-                value = got.get(name)
-                if name in self.text_fields and value is not None:
-                    if not isinstance(value, str):
-                        what = f"{describe_type(value)}, expected a string"
-                        self._reject(row, rid, "wrong_type", f"field {name!r} is {what}")
-                        return None
-                    pairs.append((name, value))
-                meta[name] = value
-            if all(v is None or (isinstance(v, str) and not v) for v in meta.values()):
-                self._reject(row, rid, "empty_record", "none of the model's fields has a value")
+            try:
+                pairs, meta = split_record(
+                    dict(zip(self._columns, values)), self.record_fields, self.text_fields
+                )
+            except RowRejected as exc:
+                self._reject(row, rid, exc.code, exc.reason)
                 return None
             values = ()
         for name, value in zip(self.text_fields, values):
