@@ -462,6 +462,61 @@ def score(
         >>> score("notes.csv", "sqlite:///scores.db?table=scores", ModelDirectory("m"),
         ...       text_fields=["主诉", "现病史"], workers=2, resume=True)   # doctest: +SKIP
     """
+    threads_before = _torch_threads_to_restore(scorer, workers)
+    try:
+        return _run(
+            input,
+            output,
+            scorer,
+            text_fields=text_fields,
+            id_field=id_field,
+            chunk_size=chunk_size,
+            workers=workers,
+            resume=resume,
+            overwrite=overwrite,
+            errors_path=errors_path,
+            max_chars=max_chars,
+            input_format=input_format,
+            batch_size=batch_size,
+            progress=progress,
+            image_root=image_root,
+        )
+    finally:
+        if threads_before is not None:  # a factory's torch_threads applies to this run only
+            import torch
+
+            torch.set_num_threads(threads_before)
+
+
+def _torch_threads_to_restore(scorer: Any, workers: int) -> int | None:
+    """torch's thread count now, when loading ``scorer`` in this process will change it."""
+    if workers > 1 or getattr(scorer, "torch_threads", None) is None:
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    return int(torch.get_num_threads())
+
+
+def _run(
+    input: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    scorer: Scorer | ScorerFactory,
+    *,
+    text_fields: Sequence[str] | None,
+    id_field: str | None,
+    chunk_size: int,
+    workers: int,
+    resume: bool,
+    overwrite: bool,
+    errors_path: str | os.PathLike[str] | None,
+    max_chars: int,
+    input_format: str | None,
+    batch_size: int | None,
+    progress: bool | None,
+    image_root: str | os.PathLike[str] | None,
+) -> ScoreSummary:
     start = time.perf_counter()
     if chunk_size < 1:
         raise InputError("--chunk-size must be at least 1")

@@ -108,3 +108,17 @@ def test_cli_input_errors_exit_2_before_loading_anything(tmp_path, sample_model)
     res = _invoke("--model", str(sample_model), "--input", str(src), "--output",
                   str(tmp_path / "s.jsonl"))
     assert res.exit_code == 2 and "--resume" in res.output
+
+
+def test_torch_threads_of_a_factory_apply_to_its_run_only(tmp_path, sample_model):
+    import torch
+
+    from ehrtext.scoring import score
+
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    src = write_jsonl(tmp_path / "notes.jsonl", sample_notes()[:5])
+    s = score(src, tmp_path / "s.jsonl", ModelDirectory(str(sample_model), torch_threads=wanted),
+              progress=False)
+    assert s.scored == 5
+    assert torch.get_num_threads() == before  # restored, not left at `wanted`
