@@ -471,10 +471,10 @@ def test_pipe(tagger):
 
 def _time(d: Deidentifier, text: str) -> float:
     best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
+    for _ in range(5):  # CPU time of this process: other jobs on the machine do not count
+        t0 = time.process_time()
         r = d.deidentify(text)
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, time.process_time() - t0)
     assert len(r.text) >= 0
     return best
 
