@@ -15,6 +15,10 @@ headers, CCKS2017 and CCKS2019 EMR texts), single process:
       writing: ``seconds`` and ``cpu_seconds`` of its audit file) and the whole command
       (interpreter start and imports included); target >= 10 MB/s
   (c) spaCy ``zh`` with the jieba segmenter, tokenizer only (``nlp.make_doc``), for scale
+  (a0) with ``--baseline DIR``: (a) as built from the text layer of another checkout
+      (``DIR/ehrtext/text/{pipeline,sections,concepts,context}.py``, e.g. the last commit
+      exported with ``git archive``), so that before and after are timed in the same run;
+      the outputs of (a0) and (a) are checked equal on every note first
 
 Each repeat runs every system once, in a rotated order (the machine is shared: a burst of
 load then hits every system alike). Figures are medians over the repeats of MB/s by wall
@@ -22,11 +26,16 @@ clock and by CPU time of this process (``time.process_time``; for the subprocess
 user + system time), MB = 10^6 bytes of UTF-8 note text. CPU-time rates move far less than
 wall-clock rates when other work shares the cores.
 
+Then the CPU time of each stage of (a) (and of (a0)) on the same batches: normalize, tokenize,
+sections, concepts, context (``--no-stages`` leaves it out).
+
 Then linearity: pathological inputs (digits, punctuation marks, and real notes joined into one
 long note) at two sizes, through (a) and (b); the time ratio should be about 2 for 2x the text.
 
     python scripts/bench_pipeline.py                        # ~4 min on 2 busy cores
     python scripts/bench_pipeline.py --repeats 3 --skip-spacy --out /tmp/bench_pipeline.json
+    mkdir -p /tmp/base && git archive HEAD ehrtext | tar -x -C /tmp/base
+    python scripts/bench_pipeline.py --skip-cli --skip-spacy --baseline /tmp/base
 
 The notes stay in ../shared/data; only figures are written (JSON, default
 ``bench_out/bench_pipeline.json``; the JSONL given to ``ehrtext deid`` lives in a temporary
@@ -36,6 +45,7 @@ folder that is removed).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -47,6 +57,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -78,6 +89,93 @@ def _summary(wall: list[float], cpu: list[float], mb: float) -> dict:
         "runs_s_wall": [round(x, 4) for x in wall],
         "runs_s_cpu": [round(x, 4) for x in cpu],
     }
+
+
+def _baseline_pipeline(root: Path) -> object:
+    """``TextPipeline()`` built from the text layer under ``root/ehrtext/text`` (the stages
+    whose speed this benchmark follows; normalization and the tokenizer are this checkout's)."""
+    from ehrtext.text import Tokenizer
+
+    mods = {}
+    for name in ("sections", "concepts", "context", "pipeline"):
+        path = root / "ehrtext" / "text" / f"{name}.py"
+        if not path.is_file():
+            raise SystemExit(f"--baseline: {path} is missing")
+        spec = importlib.util.spec_from_file_location(f"_baseline_{name}", path)
+        mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        sys.modules[spec.name] = mod  # type: ignore[union-attr]
+        spec.loader.exec_module(mod)  # type: ignore[union-attr]
+        mods[name] = mod
+    return mods["pipeline"].TextPipeline(
+        Tokenizer(),
+        mods["sections"].Sectionizer(),
+        mods["concepts"].ConceptMatcher(),
+        mods["context"].ConText(),
+    )
+
+
+def _same_annotations(a: object, b: object) -> bool:
+    """Two pipelines' results on one note are equal (sections compared as dicts: the classes
+    differ between checkouts)."""
+    return (
+        [s.to_dict() for s in a.sections] == [s.to_dict() for s in b.sections]  # type: ignore[attr-defined]
+        and list(a.concepts) == list(b.concepts)  # type: ignore[attr-defined]
+        and a.assertions == b.assertions  # type: ignore[attr-defined]
+        and a.tokens.to_list() == b.tokens.to_list()  # type: ignore[attr-defined]
+    )
+
+
+STAGES = ("normalize", "tokenize", "sections", "concepts", "context")
+
+
+def _stage_times(pipeline: object, notes: list[str], repeats: int) -> dict[str, float]:
+    """Median CPU seconds of each stage of ``pipeline`` (a ``TextPipeline``, this checkout's or
+    the baseline's) over ``notes`` in batches of 256, the collector paused as in ``pipe``:
+    what its ``_run_batch`` does, one stage at a time (the context stage is the batch pass
+    where the pipeline has one, else the note-by-note sweep)."""
+    import gc
+
+    from ehrtext.text.normalize import normalize_many
+    from ehrtext.text.pipeline import _tokens_of
+
+    p: Any = pipeline
+    ctx = p.context
+    batches = [notes[i : i + 256] for i in range(0, len(notes), 256)]
+
+    def context(normed: list, concepts: list, sections: list) -> object:
+        if hasattr(ctx, "_apply_many"):
+            return ctx._apply_many(normed, [(c.starts, c.ends) for c in concepts], sections)
+        return [
+            ctx._sweep(n, c.starts, c.ends, s, None) if c.starts else []
+            for n, c, s in zip(normed, concepts, sections, strict=True)
+        ]
+
+    runs: dict[str, list[float]] = {k: [] for k in STAGES}
+    for _ in range(repeats):
+        spent = dict.fromkeys(STAGES, 0.0)
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for texts in batches:
+                c0 = time.process_time()
+                normed = normalize_many(texts, p.normalizer)
+                c1 = time.process_time()
+                list(_tokens_of(p.tokenizer, texts, normed))
+                c2 = time.process_time()
+                sections = [p.sectionizer(n) for n in normed]
+                c3 = time.process_time()
+                concepts = list(p.concepts.pipe(normed))
+                c4 = time.process_time()
+                context(normed, concepts, sections)
+                c5 = time.process_time()
+                for k, a, b in zip(STAGES, (c0, c1, c2, c3, c4), (c1, c2, c3, c4, c5), strict=True):
+                    spent[k] += b - a
+        finally:
+            if was_enabled:
+                gc.enable()
+        for k in STAGES:
+            runs[k].append(spent[k])
+    return {k: statistics.median(v) for k, v in runs.items()}
 
 
 def _linear(fn: Callable[[str], object], small: str, repeats: int) -> dict:
@@ -112,6 +210,19 @@ def main(argv: list[str] | None = None) -> dict:
         "rules (~0.2 s) weighs as in a real run (default 3)",
     )
     parser.add_argument(
+        "--no-stages",
+        dest="stages",
+        action="store_false",
+        help="leave out the CPU time of each stage of (a) (and of (a0))",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="also time (a0): the pipeline of the text layer under DIR/ehrtext/text (another "
+        "checkout), after checking its outputs equal (a)'s on every note",
+    )
+    parser.add_argument(
         "--patho-chars",
         type=int,
         default=50_000,
@@ -143,6 +254,15 @@ def main(argv: list[str] | None = None) -> dict:
     list(tokenizer.pipe(notes[:20]))
     deid = Deidentifier()
     deid.deidentify(notes[0])
+    baseline = None
+    differ = None
+    if args.baseline is not None:
+        baseline = _baseline_pipeline(args.baseline)
+        differ = sum(
+            not _same_annotations(x, y)
+            for x, y in zip(baseline.pipe(notes), pipeline.pipe(notes), strict=True)  # type: ignore[attr-defined]
+        )
+        print(f"baseline {args.baseline}: outputs differ on {differ} of {len(notes):,} notes")
     print(f"built pipeline, tokenizer and deidentifier in {time.perf_counter() - start:.1f} s")
 
     def run_pipeline() -> None:
@@ -169,6 +289,14 @@ def main(argv: list[str] | None = None) -> dict:
         "t_tokenizer": run_tokenizer,
         "b_deid_api": run_deid,
     }
+    if baseline is not None:
+
+        def run_baseline() -> None:
+            n = 0
+            for a in baseline.pipe(notes, batch_size=256):  # type: ignore[attr-defined]
+                n += len(a.assertions)
+
+        systems["a0_pipeline_baseline"] = run_baseline
     if not args.skip_spacy:
         import spacy
 
@@ -220,9 +348,11 @@ def main(argv: list[str] | None = None) -> dict:
             cpu[name].append(c)
         if not args.skip_cli:
             run_cli()
-        print(f"  repeat {r + 1}/{args.repeats}: " + ", ".join(
-            f"{k} {mb / wall[k][-1]:.2f}" for k in names
-        ) + " MB/s (wall)")
+        print(
+            f"  repeat {r + 1}/{args.repeats}: "
+            + ", ".join(f"{k} {mb / wall[k][-1]:.2f}" for k in names)
+            + " MB/s (wall)"
+        )
     results = {k: _summary(wall[k], cpu[k], mb) for k in names}
     if not args.skip_cli:
         results["b2_deid_cli_run"] = {
@@ -241,8 +371,12 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\n{'system':32s}{'MB/s wall':>11s}{'MB/s CPU':>11s}   target")
     for k, v in results.items():
         target = TARGETS.get(k)
-        mark = "" if target is None else (
-            f">= {target:g} " + ("met" if v["median_mb_s_wall"] >= target else "not met (wall)")
+        mark = (
+            ""
+            if target is None
+            else (
+                f">= {target:g} " + ("met" if v["median_mb_s_wall"] >= target else "not met (wall)")
+            )
         )
         cpu_rate = v.get("median_mb_s_cpu")
         cpu_s = f"{cpu_rate:11.2f}" if cpu_rate is not None else f"{'-':>11s}"
@@ -256,10 +390,34 @@ def main(argv: list[str] | None = None) -> dict:
         ratios["b_deid_over_c_spacy_tokenizer"] = rate["b_deid_api"] / base
         ratios["t_tokenizer_over_c_spacy_tokenizer"] = rate["t_tokenizer"] / base
     ratios["a_pipeline_over_t_tokenizer"] = rate["a_pipeline"] / rate["t_tokenizer"]
+    if "a0_pipeline_baseline" in rate:
+        ratios["a_pipeline_over_a0_baseline"] = rate["a_pipeline"] / rate["a0_pipeline_baseline"]
+        wall = {k: v["median_mb_s_wall"] for k, v in results.items()}
+        ratios["a_pipeline_over_a0_baseline_wall"] = (
+            wall["a_pipeline"] / wall["a0_pipeline_baseline"]
+        )
     ratios["a_pipeline_over_a2_gc_running"] = rate["a_pipeline"] / rate["a2_pipeline_gc_running"]
     print("ratios (CPU-time MB/s):")
     for k, v in ratios.items():
         print(f"  {k:40s}{v:7.2f}x")
+
+    # ---- stages ---------------------------------------------------------------------------
+    stages: dict[str, dict[str, float]] = {}
+    if args.stages:
+        labelled = [("a_pipeline", pipeline)]
+        if baseline is not None:
+            labelled.append(("a0_pipeline_baseline", baseline))
+        for label, p in labelled:
+            stages[label] = {
+                k: round(v, 4) for k, v in _stage_times(p, notes, args.repeats).items()
+            }
+        print(f"\nstages, CPU seconds (median of {args.repeats}; MB/s of the stage alone):")
+        for k in STAGES:
+            line = f"  {k:10s}"
+            for label in stages:
+                sec = stages[label][k]
+                line += f"  {label} {sec:.3f}s ({mb / sec:6.1f} MB/s)"
+            print(line)
 
     # ---- linearity ----------------------------------------------------------------------
     n = args.patho_chars
@@ -297,7 +455,14 @@ def main(argv: list[str] | None = None) -> dict:
         "results": results,
         "ratios": ratios,
         "targets_mb_s": TARGETS,
+        "stages_cpu_s": stages,
         "linearity": patho,
+        "baseline": None
+        if args.baseline is None
+        else {
+            "path": str(args.baseline),
+            "notes_differing": differ,
+        },
         "command": "python scripts/bench_pipeline.py " + " ".join(argv or sys.argv[1:]),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,8 @@ the same :class:`~ehrtext.text.normalize.Normalized` to the tokenizer, the
 :class:`~ehrtext.text.sections.Sectionizer`, the :class:`~ehrtext.text.concepts.ConceptMatcher`
 and :class:`~ehrtext.text.context.ConText` (each of them would otherwise normalize the note
 again). :meth:`TextPipeline.pipe` batches notes: one segmenter call and one automaton pass per
-batch. It is what ``ehrtext annotate`` runs; the spaCy components (``ehrtext.spacy``) wrap the
-same objects.
+batch, and the assertions of a whole batch in one numpy pass (the same as note by note). It is
+what ``ehrtext annotate`` runs; the spaCy components (``ehrtext.spacy``) wrap the same objects.
 
 Example:
     >>> from ehrtext.text.pipeline import TextPipeline
@@ -192,14 +192,11 @@ class TextPipeline:
         sz, ctx = self.sectionizer, self.context
         sections = [sz(n if self._sections_shared else t) for t, n in zip(texts, normalized)]
         concepts = list(self.concepts.pipe(normalized if self._concepts_shared else texts))
-        out = []
-        for t, n, toks, secs, cs in zip(texts, normalized, tokens, sections, concepts):
-            # the matcher's columns are valid and sorted: no (start, end) pairs, no checks
-            if not self._context_shared:
-                n = ctx._normalize(t)
-            assertions = ctx._sweep(n, cs.starts, cs.ends, secs, None) if cs.starts else []
-            out.append(NoteAnnotation(t, toks, secs, cs, assertions))
-        return out
+        # the matcher's columns are valid and sorted: no (start, end) pairs, no checks; one
+        # numpy pass over the batch
+        norms = normalized if self._context_shared else [ctx._normalize(t) for t in texts]
+        asserted = ctx._apply_many(norms, [(cs.starts, cs.ends) for cs in concepts], sections)
+        return list(map(NoteAnnotation, texts, tokens, sections, concepts, asserted))
 
 
 def _tokens_of(

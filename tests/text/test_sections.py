@@ -396,6 +396,23 @@ def test_bad_inputs() -> None:
         Sectionizer.from_dict({"rules": "x"})
 
 
+def test_sections_found_equal_those_built_by_the_dataclass() -> None:
+    """The splitter builds its Section objects without the dataclass __init__: they must be
+    the same objects in every respect (fields, equality, repr, pickling, frozen)."""
+    note = "主诉：胸痛2小时。\n既往史：否认高血压。\n家族史：母亲有乳腺癌。"
+    found = split_sections("  前言。" + note)
+    assert len(found) == 4
+    for sec in found:
+        twin = Section(
+            sec.name, sec.title, sec.start, sec.end, sec.header_start, sec.header_end,
+            sec.attributes,
+        )  # fmt: skip
+        assert sec == twin and repr(sec) == repr(twin) and vars(sec) == vars(twin)
+        assert pickle.loads(pickle.dumps(sec)) == twin
+        with pytest.raises(AttributeError):
+            sec.start = 0  # type: ignore[misc]
+
+
 # --------------------------------------------------------------------------------------------
 # Real notes
 
