@@ -299,16 +299,20 @@ def merge(paths: list[str], out: str | None) -> int:
     runs = [json.loads(Path(p).read_text("utf-8")) for p in paths]
     first = runs[0]
     for r in runs[1:]:
-        if r["task"] != first["task"] or r["models"] != first["models"]:
-            raise SystemExit(f"cannot merge {r['task']} {r['models']} with "
-                             f"{first['task']} {first['models']}")
-    per_seed = [s for r in runs for s in r["per_seed"]]
+        if r["task"] != first["task"]:
+            raise SystemExit(f"cannot merge {r['task']} with {first['task']}")
+    # models run in every file (a seed may have run an extra model, e.g. hbigru)
+    common = [m for m in first["models"] if all(m in r["models"] for r in runs)]
+    dropped = sorted({m for r in runs for m in r["models"]} - set(common))
+    if dropped:
+        print(f"models not in every file, left out of the pooled summary: {dropped}")
+    per_seed = [{m: s[m] for m in common if m in s} for r in runs for s in r["per_seed"]]
     seeds = [k for r in runs for k in r["seeds"]]
     if len(set(seeds)) != len(seeds):
         raise SystemExit(f"a seed appears twice: {seeds}")
     summary = summarise(per_seed)
     report = {k: v for k, v in first.items() if k not in ("summary", "per_seed", "seeds")}
-    report.update({"seeds": seeds, "commands": [r["command"] for r in runs],
+    report.update({"models": common, "seeds": seeds, "commands": [r["command"] for r in runs],
                    "seconds": sum(r["seconds"] for r in runs), "merged_from": paths,
                    "summary": summary, "per_seed": per_seed})
     target = Path(out) if out else REPO / "bench_out" / f"accuracy_{first['task']}.json"
