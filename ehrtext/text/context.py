@@ -814,21 +814,8 @@ class ConText:
         # per section: its default bits and the Cue objects that report them
         sec_info = []
         for sec in sec_list:
-            bits, made = 0, []
-            for attr, cat in _SECTION_DEFAULTS:
-                if sec.attributes.get(attr):
-                    bits |= _BIT[cat]
-                    made.append(
-                        Cue(
-                            sec.header_start,
-                            sec.header_end,
-                            cat,
-                            "section",
-                            sec.start,
-                            sec.end,
-                            sec.name,
-                        )
-                    )
+            cats = [cat for attr, cat in _SECTION_DEFAULTS if sec.attributes.get(attr)]
+            bits, made = _section_cues(sec, cats)
             sec_info.append((sec.end, bits, made))
 
         # the text a cue modifies, the cue included, sorted by start
@@ -1232,20 +1219,7 @@ class ConText:
                     chosen.sort(key=_first_start)  # stable, as the sweep's sorted()
                 base = ob_l[k]
                 for sec, cats in chosen:
-                    bits, made_s = 0, []
-                    for cat in cats:
-                        bits |= _BIT[cat]
-                        made_s.append(
-                            Cue(
-                                sec.header_start,
-                                sec.header_end,
-                                cat,
-                                "section",
-                                sec.start,
-                                sec.end,
-                                sec.name,
-                            )
-                        )
+                    bits, made_s = _section_cues(sec, cats)
                     starts.append(sec.start + base)
                     ends.append(sec.end + base)
                     bits_l.append(bits)
@@ -1404,6 +1378,18 @@ class _Boundaries:
                 for x, y in zip(p[ask].tolist(), starts[ask].tolist(), strict=True)
             ]
         return out
+
+
+def _section_cues(sec: Any, cats: Sequence[str]) -> tuple[int, list[Cue]]:
+    """The flag bits and the ``section`` cues that a historical / family section gives the
+    concepts inside it, one cue per category."""
+    bits, made = 0, []
+    for cat in cats:
+        bits |= _BIT[cat]
+        made.append(
+            Cue(sec.header_start, sec.header_end, cat, "section", sec.start, sec.end, sec.name)
+        )
+    return bits, made
 
 
 def _first_start(pair: tuple) -> int:
