@@ -438,16 +438,6 @@ class Encoded:
         return out
 
 
-def _image_paths(value: Any, base: Path | None) -> list[Path]:
-    if isinstance(value, (list, tuple)):
-        items = [str(v).strip() for v in value if not _missing(v)]
-    elif isinstance(value, str):
-        items = [s.strip() for s in value.split(";") if s.strip()]
-    else:
-        items = []
-    return [Path(s) if os.path.isabs(s) or base is None else base / s for s in items]
-
-
 class _Preprocessor:
     """Everything that turns records into :class:`Encoded` inputs the same way at training
     and at scoring: tokenizer + vocabulary, image reading, tabular encoding."""
@@ -504,12 +494,13 @@ class _Preprocessor:
         images = torch.zeros((n, 1, size, size))
         image_mask = np.zeros(n, dtype=bool)
         if "image" in self.modalities and cfg.image_field:
+            from ehrtext.imaging.manifest import image_paths
             from ehrtext.imaging.readers import read_image
             from ehrtext.imaging.transforms import to_model_input
 
             for i, rec in enumerate(records):
                 reasons = []
-                for path in _image_paths(rec.get(cfg.image_field), base):
+                for path in image_paths(rec.get(cfg.image_field), base):
                     try:
                         key = (str(path), size, repr(cfg.window))
                         arr = None if self.cache is None else self.cache.get(key)
@@ -991,13 +982,9 @@ class MultimodalModel:
     @property
     def record_fields(self) -> list[str]:
         """The columns a record may hold: text fields, the image column, tabular columns."""
-        cfg = self.config
-        active = self.modalities
-        return [
-            *(cfg.text_fields if "text" in active else []),
-            *([cfg.image_field] if cfg.image_field and "image" in active else []),
-            *(cfg.tabular if "tabular" in active else []),
-        ]
+        from ehrtext.scoring.scorer import record_fields_of
+
+        return record_fields_of({"kind": "multimodal", "multimodal": self.config.to_dict()})[1]
 
     # ---- saving ----------------------------------------------------------------------------
 

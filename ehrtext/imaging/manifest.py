@@ -134,14 +134,21 @@ def read_table(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     ]
 
 
-def _image_paths(value: Any, base: Path, sep: str) -> list[Path]:
+def image_paths(value: Any, base: Path | None, sep: str = ";") -> list[Path]:
+    """The image paths of a manifest cell: a list, or a string of paths joined by ``sep``;
+    blanks and missing values dropped, relative paths joined to ``base`` (when given).
+
+    Example:
+        >>> [p.as_posix() for p in image_paths("a.png; /x/b.dcm", Path("data"))]
+        ['data/a.png', '/x/b.dcm']
+    """
     if isinstance(value, (list, tuple)):
-        items = [str(v) for v in value if not _missing(v) and str(v).strip()]
+        items = [str(v).strip() for v in value if not _missing(v) and str(v).strip()]
     elif isinstance(value, str):
         items = [s.strip() for s in value.split(sep) if s.strip()]
     else:
         items = []
-    return [Path(s) if os.path.isabs(s) else base / s for s in items]
+    return [Path(s) if os.path.isabs(s) or base is None else base / s for s in items]
 
 
 def read_manifest(
@@ -178,7 +185,7 @@ def read_manifest(
     for i, rec in enumerate(table, 1):
         rid = rec.get(id_field) if id_field else None
         rid = str(i) if _missing(rid) else str(rid)
-        images = _image_paths(rec.get(image_field), p.parent, image_sep)
+        images = image_paths(rec.get(image_field), p.parent, image_sep)
         if not images:
             sink.add(i, rid, "missing_field", f"{p} row {i}: no image path in {image_field!r}")
             continue

@@ -135,19 +135,16 @@ class ImageModel:
         the first), relative paths resolved against :attr:`base`; '' when there is none."""
         from collections.abc import Mapping
 
+        from ehrtext.imaging.manifest import image_paths
+
         value = item.get(self.image_field) if isinstance(item, Mapping) else item
-        if isinstance(value, (list, tuple)):
-            value = next((v for v in value if v is not None and str(v).strip()), None)
-        if isinstance(value, str) and ";" in value:
-            value = next((v.strip() for v in value.split(";") if v.strip()), "")
-        if value is None or (isinstance(value, float) and value != value):
-            return ""
-        if not isinstance(value, (str, os.PathLike)):
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        missing = value is None or (isinstance(value, float) and value != value)  # None, NaN
+        if not missing and not isinstance(value, (str, list, tuple)):
             raise InputError(f"an image path must be text, got {type(value).__name__}")
-        path = str(value).strip()
-        if path and self.base is not None and not os.path.isabs(path):
-            path = str(self.base / path)
-        return path
+        found = image_paths(value, self.base)
+        return str(found[0]) if found else ""
 
     def predict(
         self,

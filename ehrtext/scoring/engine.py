@@ -392,12 +392,17 @@ def _result(future: Future[list[Outcome]]) -> list[Outcome]:
 # --------------------------------------------------------------------------------------------
 
 
-def _model_text_fields(scorer: Any) -> list[str] | None:
-    spec = getattr(scorer, "spec", None)
-    fields = getattr(spec, "text_fields", None)
-    if fields:
-        return [str(f) for f in fields]
-    return None
+def _model_fields(scorer: Any) -> tuple[list[str] | None, list[str] | None]:
+    """``(text fields, record fields)`` of a loaded scorer (see
+    :func:`~ehrtext.scoring.scorer.record_fields_of`; record fields are None for text models)."""
+    cfg = getattr(scorer, "config", None)
+    if isinstance(cfg, dict):  # a RiskModel: its ehrtext.json says
+        return record_fields_of(cfg)
+    records = getattr(scorer, "record_fields", None)
+    if records:  # an ImageModel / MultimodalModel used directly
+        return [str(f) for f in getattr(cfg, "text_fields", None) or []], list(records)
+    fields = getattr(getattr(scorer, "spec", None), "text_fields", None)
+    return ([str(f) for f in fields] if fields else None), None
 
 
 def _same_location(a: Location, b: Location) -> bool:
@@ -566,14 +571,7 @@ def _run(
             local = _ChunkScorer(factory.load(), batch_size)  # type: ignore[union-attr]
     if local is not None:
         schema = local.schema
-        model_fields = _model_text_fields(local.scorer)
-        record_fields = getattr(local.scorer, "record_fields", None)
-        if record_fields:  # which of them are text (checked to be text when present)
-            cfg = getattr(local.scorer, "config", None)
-            if isinstance(cfg, dict):
-                model_fields = record_fields_of(cfg)[0]
-            else:
-                model_fields = list(getattr(cfg, "text_fields", None) or [])
+        model_fields, record_fields = _model_fields(local.scorer)
         if workers <= 1:
             local.warm_up()
         else:
