@@ -185,13 +185,9 @@ class ErrorSink:
 
     def add(self, row: int, id: str | None, code: str, reason: str) -> None:
         """Record one bad row."""
-        entry = {"row": row, "id": id, "code": code, "reason": reason}
         self.count += 1
         self.codes[code] += 1
-        if len(self.entries) < self.keep:
-            self.entries.append(entry)
-        if self._writer is not None:
-            self._writer.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        self._write({"row": row, "id": id, "code": code, "reason": reason})
 
     def warn(self, row: int, id: str | None, code: str, reason: str) -> None:
         """Record a problem with a row that was still used (e.g. a multimodal record scored
@@ -204,9 +200,11 @@ class ErrorSink:
             >>> sink.count, sink.warnings
             (0, 1)
         """
-        entry = {"row": row, "id": id, "code": code, "reason": reason, "level": "warning"}
         self.warnings += 1
         self.warning_codes[code] += 1
+        self._write({"row": row, "id": id, "code": code, "reason": reason, "level": "warning"})
+
+    def _write(self, entry: dict[str, Any]) -> None:
         if len(self.entries) < self.keep:
             self.entries.append(entry)
         if self._writer is not None:
