@@ -594,11 +594,8 @@ def train_from_options(
         if kind == "image" and key == "text_fields":  # --text-field names the image column
             value = value[0] if isinstance(value, list) and len(value) == 1 else value
             key = "image_field"
-        if key == "window":
-            value = _parse_window(value) if isinstance(value, str) else value
-            if kind == "image":
-                call["window"] = value
-                continue
+        if key == "window" and isinstance(value, str):
+            value = _parse_window(value)
         if key in _CALL_KEYS[kind]:
             call[key] = value
         elif key in config_keys:
