@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import chain, repeat
@@ -69,6 +69,7 @@ from ehrtext.text.normalize import Normalized, NormalizerConfig, normalize
 __all__ = [
     "CATEGORIES",
     "Assertion",
+    "Assertions",
     "ConText",
     "ContextRule",
     "Cue",
@@ -317,6 +318,86 @@ class Assertion(NamedTuple):
         out: dict[str, Any] = {"start": self.start, "end": self.end, **self.flags()}
         out["cues"] = [c._asdict() for c in self.cues]
         return out
+
+
+class Assertions(Sequence[Assertion]):
+    """The assertions of one note's concepts, stored column-wise (cheap to build, nothing for
+    the garbage collector to walk per concept); indexing and iteration yield
+    :class:`Assertion`. Equal to the list of the same assertions. What
+    :class:`~ehrtext.text.pipeline.TextPipeline` returns, beside its column-wise
+    :class:`~ehrtext.text.tokenize.Tokens` and :class:`~ehrtext.text.concepts.Concepts`.
+
+    Example:
+        >>> from ehrtext.text.pipeline import TextPipeline
+        >>> xs = TextPipeline(tokenize=False).annotate("否认高血压、糖尿病史").assertions
+        >>> xs.negated, xs[0].historical, len(xs)
+        ([True, True], True, 2)
+    """
+
+    __slots__ = (
+        "starts", "ends", "negated", "uncertain", "historical", "family", "hypothetical", "cues",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        starts: list[int],
+        ends: list[int],
+        negated: list[bool],
+        uncertain: list[bool],
+        historical: list[bool],
+        family: list[bool],
+        hypothetical: list[bool],
+        cues: list[tuple[Cue, ...]],
+    ) -> None:
+        self.starts = starts
+        self.ends = ends
+        self.negated = negated
+        self.uncertain = uncertain
+        self.historical = historical
+        self.family = family
+        self.hypothetical = hypothetical
+        self.cues = cues
+
+    @classmethod
+    def from_list(cls, assertions: Iterable[Assertion]) -> Assertions:
+        """The columns of a list of :class:`Assertion`."""
+        rows = list(assertions)
+        if not rows:
+            return cls([], [], [], [], [], [], [], [])
+        return cls(*map(list, zip(*rows, strict=True)))
+
+    def _columns(self) -> tuple[list, ...]:
+        return (
+            self.starts, self.ends, self.negated, self.uncertain, self.historical, self.family,
+            self.hypothetical, self.cues,
+        )  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return Assertions(*(col[index] for col in self._columns()))
+        return _new(Assertion, [col[index] for col in self._columns()])
+
+    def __iter__(self) -> Iterator[Assertion]:
+        return map(_new, repeat(Assertion), zip(*self._columns(), strict=True))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Assertions):
+            return self._columns() == other._columns()
+        if isinstance(other, list):
+            return list(self) == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<Assertions n={len(self)}>"
+
+    def to_list(self) -> list[dict[str, Any]]:
+        """``[assertion.to_dict(), ...]``: JSON-friendly, no note text."""
+        return [a.to_dict() for a in self]
 
 
 # --------------------------------------------------------------------------------------------
@@ -906,8 +987,8 @@ class ConText:
         columns: Sequence[tuple[list[int], list[int]]],
         sections: Sequence[Sequence[Any] | None],
         min_concepts: int = 256,
-    ) -> list[list[Assertion]]:
-        """The assertions of a batch of notes: what
+    ) -> list[Assertions]:
+        """The assertions of a batch of notes, as one :class:`Assertions` a note: what
         ``[self._sweep(n, s, e, secs, None) if s else [] for …]`` gives (same offsets, flags
         and cues), with the per-cue and per-concept work done by numpy over the whole batch.
 
@@ -933,7 +1014,7 @@ class ConText:
         counts = [len(c[0]) for c in columns]
         n_con = sum(counts)
         if not n_con:
-            return [[] for _ in range(nn)]
+            return [Assertions.from_list(()) for _ in range(nn)]
         if n_con < min_concepts:
             return self._sweep_each(norms, columns, sections)
         i64 = np.int64
@@ -1015,10 +1096,10 @@ class ConText:
         cues = self._batch_scopes(np, tab, batch, m_s, m_e, m_mask, pm, pr) if len(pm) else None
         return self._batch_sweep(np, batch, cues)
 
-    def _sweep_each(self, norms, columns, sections) -> list[list[Assertion]]:
+    def _sweep_each(self, norms, columns, sections) -> list[Assertions]:
         """:meth:`_apply_many` note by note."""
         return [
-            self._sweep(n, s, e, secs, None) if s else []
+            Assertions.from_list(self._sweep(n, s, e, secs, None) if s else ())
             for n, (s, e), secs in zip(norms, columns, sections, strict=True)
         ]
 
@@ -1134,7 +1215,7 @@ class ConText:
             note[keep],
         )
 
-    def _batch_sweep(self, np: Any, batch: _Batch, cues: tuple | None) -> list[list[Assertion]]:
+    def _batch_sweep(self, np: Any, batch: _Batch, cues: tuple | None) -> list[Assertions]:
         """The assertions of :meth:`_apply_many` from its cues."""
         sections, ob, counts, all_s, all_e = (
             batch.sections, batch.ob, batch.counts, batch.all_s, batch.all_e
@@ -1272,12 +1353,13 @@ class ConText:
             cue_tuples[i] = tuple(found)
         final = np.where(both, final & ~_HIST, final)
         flags = [((final & b) != 0).tolist() for b in (_NEG, _POS, _HIST, _FAM, _HYP)]
-        made_a = list(map(_new, repeat(Assertion), zip(all_s, all_e, *flags, cue_tuples)))
-        out: list[list[Assertion]] = []
+        columns = (all_s, all_e, *flags, cue_tuples)
+        out: list[Assertions] = []
         pos = 0
         for c in counts:
-            out.append(made_a[pos : pos + c])
-            pos += c
+            end = pos + c
+            out.append(Assertions(*[col[pos:end] for col in columns]))
+            pos = end
         return out
 
     def __repr__(self) -> str:

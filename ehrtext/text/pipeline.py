@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from ehrtext.errors import describe_type
 from ehrtext.text.concepts import ConceptMatcher, Concepts
-from ehrtext.text.context import Assertion, ConText
+from ehrtext.text.context import Assertions, ConText
 from ehrtext.text.normalize import Normalized, NormalizerConfig, normalize_many
 from ehrtext.text.sections import Section, Sectionizer
 from ehrtext.text.tokenize import Tokenizer, Tokens
@@ -37,13 +37,15 @@ __all__ = ["NoteAnnotation", "TextPipeline"]
 class NoteAnnotation(NamedTuple):
     """Everything :class:`TextPipeline` found in one note (offsets into ``text``, the note as
     given). ``tokens`` is ``None`` when the pipeline was built with ``tokenize=False``.
-    ``assertions[i]`` belongs to ``concepts[i]``."""
+    ``assertions[i]`` (an :class:`~ehrtext.text.context.Assertion`) belongs to ``concepts[i]``;
+    like the tokens and the concepts, the assertions are stored column-wise
+    (``assertions.negated`` is the list of the flags)."""
 
     text: str
     tokens: Tokens | None
     sections: list[Section]
     concepts: Concepts
-    assertions: list[Assertion]
+    assertions: Assertions
 
     def to_dict(self, with_tokens: bool = False) -> dict[str, Any]:
         """JSON-serialisable form: ``{"sections": [...], "concepts": [...]}``; each concept has

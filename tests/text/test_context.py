@@ -10,7 +10,7 @@ import pytest
 
 from ehrtext.errors import InputError
 from ehrtext.resources import load_json
-from ehrtext.text.context import CATEGORIES, Assertion, ConText, ContextRule, Cue
+from ehrtext.text.context import CATEGORIES, Assertion, Assertions, ConText, ContextRule, Cue
 from ehrtext.text.normalize import normalize
 from ehrtext.text.sections import sections_from_fields, split_sections
 
@@ -417,3 +417,23 @@ def test_gold_set_targets(shared_data) -> None:
     assert full["negated"]["f1"] >= 0.95, full["negated"]
     for flag in ("uncertain", "historical", "family", "hypothetical"):
         assert full[flag]["f1"] >= 0.85, (flag, full[flag])
+
+
+def test_assertions_columns_behave_as_the_list() -> None:
+    note = "否认高血压、糖尿病史。母亲有乳腺癌。考虑肺炎可能。发热3天。"
+    words = ["高血压", "糖尿病", "乳腺癌", "肺炎", "发热"]
+    spans = [(note.index(w), note.index(w) + len(w)) for w in words]
+    rows = ConText().apply(note, spans)
+    cols = Assertions.from_list(rows)
+    assert len(cols) == 5 and list(cols) == rows and cols == rows
+    assert cols.negated == [True, True, False, False, False]
+    assert cols.family == [False, False, True, False, False]
+    assert cols.uncertain == [False, False, False, True, False]
+    assert cols[2] == rows[2] and cols[-1].affirmed
+    assert isinstance(cols[1:3], Assertions) and list(cols[1:3]) == rows[1:3]
+    assert cols != rows[:4] and cols == Assertions.from_list(rows)
+    assert cols.to_list() == [a.to_dict() for a in rows]
+    assert pickle.loads(pickle.dumps(cols)) == cols
+    assert repr(cols) == "<Assertions n=5>"  # never note text
+    empty = Assertions.from_list([])
+    assert len(empty) == 0 and empty == [] and list(empty) == []

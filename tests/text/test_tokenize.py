@@ -277,3 +277,35 @@ def test_pipe_equals_tokenize_on_real_notes(shared_data, tok):
     for text, toks in zip(texts, tok.pipe(texts)):
         one = tok.tokenize(text)
         assert (toks.norms, toks.starts, toks.ends) == (one.norms, one.starts, one.ends)
+
+
+_WS_NOTES = [
+    "",
+    "  ",
+    "主诉：发热3天 ",
+    "  咳嗽\n\n咳痰 伴 胸痛  ",
+    "BP 150/90 mmHg ,  HR 88 次/分\n",
+    "既往 2型糖尿病 史 10 年， 否认 高血压",
+    "\n\n",
+    "血常规：WBC  12.5×10^9/L ， 中性粒细胞 85%  ",
+]
+
+
+@pytest.mark.parametrize(
+    "normalizer",
+    [None, {"collapse_whitespace": False, "strip": False}, {"strip": False}],
+    ids=["default", "raw_whitespace", "unstripped"],
+)
+@pytest.mark.parametrize("stopwords", [False, True], ids=["all_words", "no_stopwords"])
+def test_pipe_on_large_batches_equals_tokenize(normalizer, stopwords):
+    # batches long enough for the whole-batch (numpy) offsets; whitespace at both ends of
+    # notes, runs of it inside, empty notes, stopwords dropped or not
+    tok = Tokenizer(normalizer=normalizer, stopwords=stopwords)
+    texts = [_WS_NOTES[i % len(_WS_NOTES)] * (2 + i % 5) for i in range(150)]
+    assert sum(map(len, texts[:100])) > 4096
+    piped = list(tok.pipe(texts, batch_size=100))
+    for text, toks in zip(texts, piped, strict=True):
+        one = tok.tokenize(text)
+        assert (toks.norms, toks.starts, toks.ends) == (one.norms, one.starts, one.ends)
+        assert all(text[s:e].strip() for s, e in zip(toks.starts, toks.ends, strict=True))
+    assert sum(map(len, piped)) > 1000
