@@ -16,7 +16,7 @@ headers, CCKS2017 and CCKS2019 EMR texts), single process:
       (interpreter start and imports included); target >= 10 MB/s
   (c) spaCy ``zh`` with the jieba segmenter, tokenizer only (``nlp.make_doc``), for scale
   (a0) with ``--baseline DIR``: (a) as built from the text layer of another checkout
-      (``DIR/ehrtext/text/{pipeline,sections,concepts,context}.py``, e.g. the last commit
+      (``DIR/ehrtext/text/{tokenize,pipeline,sections,concepts,context}.py``, e.g. the last commit
       exported with ``git archive``), so that before and after are timed in the same run;
       the outputs of (a0) and (a) are checked equal on every note first
 
@@ -93,11 +93,9 @@ def _summary(wall: list[float], cpu: list[float], mb: float) -> dict:
 
 def _baseline_pipeline(root: Path) -> object:
     """``TextPipeline()`` built from the text layer under ``root/ehrtext/text`` (the stages
-    whose speed this benchmark follows; normalization and the tokenizer are this checkout's)."""
-    from ehrtext.text import Tokenizer
-
+    whose speed this benchmark follows; normalization is this checkout's)."""
     mods = {}
-    for name in ("sections", "concepts", "context", "pipeline"):
+    for name in ("tokenize", "sections", "concepts", "context", "pipeline"):
         path = root / "ehrtext" / "text" / f"{name}.py"
         if not path.is_file():
             raise SystemExit(f"--baseline: {path} is missing")
@@ -107,7 +105,7 @@ def _baseline_pipeline(root: Path) -> object:
         spec.loader.exec_module(mod)  # type: ignore[union-attr]
         mods[name] = mod
     return mods["pipeline"].TextPipeline(
-        Tokenizer(),
+        mods["tokenize"].Tokenizer(),
         mods["sections"].Sectionizer(),
         mods["concepts"].ConceptMatcher(),
         mods["context"].ConText(),
