@@ -781,6 +781,7 @@ def _build_deid(opts: dict[str, Any]) -> Callable[[Record], list[str]]:
     keep = list(opts.get("keep", []))
     patient_field = opts.get("patient_field")
     with_spans = bool(opts.get("with_spans"))
+    encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(obj, ensure_ascii=False)
 
     def run_deid(rec: Record) -> list[str]:
         pid = rec.meta.get(patient_field) if patient_field else None
@@ -800,7 +801,7 @@ def _build_deid(opts: dict[str, Any]) -> Callable[[Record], list[str]]:
                 ]
         if with_spans:
             obj["phi"] = spans
-        out = _CountedLines([json.dumps(obj, ensure_ascii=False)])
+        out = _CountedLines([encode(obj)])
         out.counts = counts
         return out
 
