@@ -335,7 +335,8 @@ class Assertions(Sequence[Assertion]):
     """
 
     __slots__ = (
-        "starts", "ends", "negated", "uncertain", "historical", "family", "hypothetical", "cues",
+        "starts", "ends", "negated", "uncertain", "historical", "family", "hypothetical",
+        "_cues", "_plan",
     )  # fmt: skip
 
     def __init__(
@@ -356,7 +357,23 @@ class Assertions(Sequence[Assertion]):
         self.historical = historical
         self.family = family
         self.hypothetical = hypothetical
-        self.cues = cues
+        self._cues = cues
+        self._plan: tuple[_BatchCues, int] | None = None  # cues not made yet: (batch, first)
+
+    @property
+    def cues(self) -> list[tuple[Cue, ...]]:
+        """The cues of each assertion (a tuple of :class:`Cue` each). The batch path of
+        :class:`ConText` makes these objects on first access only: most readers want the
+        flags, and a batch holds tens of thousands of cues."""
+        cues = self._cues
+        if cues is None:
+            store, first = self._plan  # type: ignore[misc]
+            cues = self._cues = store.cues_of(first, len(self.starts))
+            self._plan = None
+        return cues
+
+    def __reduce__(self) -> tuple[type, tuple[list, ...]]:
+        return Assertions, self._columns()
 
     @classmethod
     def from_list(cls, assertions: Iterable[Assertion]) -> Assertions:
@@ -386,8 +403,8 @@ class Assertions(Sequence[Assertion]):
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Assertions):
             return self._columns() == other._columns()
-        if isinstance(other, list):
-            return list(self) == other
+        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
+            return list(self) == list(other)
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
@@ -398,6 +415,44 @@ class Assertions(Sequence[Assertion]):
     def to_list(self) -> list[dict[str, Any]]:
         """``[assertion.to_dict(), ...]``: JSON-friendly, no note text."""
         return [a.to_dict() for a in self]
+
+
+class _BatchCues:
+    """The cues of one batch pass (:meth:`ConText._apply_many`), as columns, until someone asks
+    for the :class:`Cue` objects of a note (:attr:`Assertions.cues`).
+
+    ``fields``: the columns of the :class:`Cue` fields of each cue that holds (note offsets);
+    ``hit_ids``: the cue of each (concept, cue) hit, in the concepts' order; a concept ``g``
+    of the batch has the cues ``hit_ids[lo[g]:hi[g]]``, unless ``explicit`` holds its tuple.
+    """
+
+    __slots__ = ("fields", "hit_ids", "lo", "hi", "explicit", "explicit_at", "_hits")
+
+    def __init__(self) -> None:
+        self.fields: tuple[list, ...] = ([], [], [], [], [], [], [])
+        self.hit_ids: list[int] = []
+        self.lo: list[int] = []
+        self.hi: list[int] = []
+        self.explicit: dict[int, tuple[Cue, ...]] = {}
+        self.explicit_at: list[int] = []
+        self._hits: list[Cue] | None = None
+
+    def cue(self, j: int) -> Cue:
+        return _new(Cue, [col[j] for col in self.fields])
+
+    def cues_of(self, first: int, n: int) -> list[tuple[Cue, ...]]:
+        """The cue tuples of the batch's concepts ``first … first + n - 1``."""
+        hits = self._hits
+        if hits is None:  # one Cue a cue of the batch, shared by its hits
+            made = list(map(_new, repeat(Cue), zip(*self.fields)))
+            hits = self._hits = list(map(made.__getitem__, self.hit_ids))
+        end = first + n
+        cut = map(slice, self.lo[first:end], self.hi[first:end])
+        out = list(map(tuple, map(hits.__getitem__, cut)))
+        at = self.explicit_at
+        for g in at[bisect_left(at, first) : bisect_left(at, end)]:
+            out[g - first] = self.explicit[g]
+        return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -1225,7 +1280,7 @@ class ConText:
         i64 = np.int64
         hit_mask = np.zeros(n_con, dtype=i64)
         n_hit = np.zeros(n_con, dtype=i64)
-        hit_cues: list[Cue] = []
+        store = _BatchCues()
         if cues is not None:
             cs, ce, kind, bit, ss, se, rule, note = cues
             tab = self._get_compiled().batch
@@ -1248,29 +1303,23 @@ class ConText:
                 pc, pi = pc[order], pi[order]
                 np.bitwise_or.at(hit_mask, pi, bit[pc])
                 n_hit = np.bincount(pi, minlength=n_con)
-                # Cue objects for the cues that hold somewhere only
+                # the fields of the cues that hold somewhere (Cue objects made when asked)
                 hold = np.zeros(nc, dtype=bool)
                 hold[pc] = True
                 used = np.flatnonzero(hold)
                 pc = (np.cumsum(hold) - 1)[pc]
                 shift = ob[note[used]]
                 rl = rule[used].tolist()
-                made = list(
-                    map(
-                        _new,
-                        repeat(Cue),
-                        zip(
-                            (cs[used] - shift).tolist(),
-                            (ce[used] - shift).tolist(),
-                            map(tab.category.__getitem__, rl),
-                            map(tab.direction.__getitem__, rl),
-                            (ss[used] - shift).tolist(),
-                            (se[used] - shift).tolist(),
-                            map(tab.label.__getitem__, rl),
-                        ),
-                    )
+                store.fields = (
+                    (cs[used] - shift).tolist(),
+                    (ce[used] - shift).tolist(),
+                    list(map(tab.category.__getitem__, rl)),
+                    list(map(tab.direction.__getitem__, rl)),
+                    (ss[used] - shift).tolist(),
+                    (se[used] - shift).tolist(),
+                    list(map(tab.label.__getitem__, rl)),
                 )
-                hit_cues = list(map(made.__getitem__, pc.tolist()))
+                store.hit_ids = pc.tolist()
         # section defaults: the last history/family section starting at or before the concept
         sec_bits = None
         sec_cues: list[tuple[Cue, ...]] = []
@@ -1320,45 +1369,43 @@ class ConText:
             extra = (sec_bits & ~hit_mask) != 0
         # a relative's condition is not the patient's past
         both = ((final & _FAM) != 0) & ((final & _HIST) != 0)
-        # the cues of each concept: an object array, filled at C speed where cues hold alone
-        # (or a section's defaults alone); the few others in Python
-        tuples = np.empty(n_con, dtype=object)
-        tuples.fill(())
+        # the cues of each concept: the cues that hold alone are hits lo:hi of the batch,
+        # turned into tuples only when asked (Assertions.cues); a section's defaults alone are
+        # its tuple; the few others (defaults merged in, historical dropped) made here
         ends_h = np.cumsum(n_hit)
         starts_h = ends_h - n_hit
-        simple = np.flatnonzero((final != 0) & ~extra & ~both)
-        if len(simple):
-            cut = map(slice, starts_h[simple].tolist(), ends_h[simple].tolist())
-            tuples[simple] = np.fromiter(
-                map(tuple, map(hit_cues.__getitem__, cut)), dtype=object, count=len(simple)
-            )
+        simple = (final != 0) & ~extra & ~both
+        store.lo = starts_h.tolist()
+        store.hi = np.where(simple, ends_h, starts_h).tolist()
+        explicit: dict[int, tuple[Cue, ...]] = {}
         rest = both
         if sec_bits is not None:
             only_sec = np.flatnonzero(extra & ~both & (n_hit == 0))
-            if len(only_sec):
-                tuples[only_sec] = np.fromiter(
-                    map(sec_cues.__getitem__, sec_j[only_sec].tolist()),
-                    dtype=object,
-                    count=len(only_sec),
-                )
+            explicit.update(
+                zip(only_sec.tolist(), map(sec_cues.__getitem__, sec_j[only_sec].tolist()))
+            )
             rest = both | (extra & (n_hit > 0))
-        cue_tuples = tuples.tolist()
+        hit_ids = store.hit_ids
         for i in np.flatnonzero(rest).tolist():
-            found = hit_cues[starts_h[i] : ends_h[i]]
+            found = list(map(store.cue, hit_ids[starts_h[i] : ends_h[i]]))
             if extra[i]:
                 mask = int(hit_mask[i])
                 found.extend(c for c in sec_cues[sec_j[i]] if _BIT[c.category] & ~mask)
             if both[i]:
                 found = [c for c in found if c.category != "HISTORICAL"]
-            cue_tuples[i] = tuple(found)
+            explicit[i] = tuple(found)
+        store.explicit = explicit
+        store.explicit_at = sorted(explicit)
         final = np.where(both, final & ~_HIST, final)
         flags = [((final & b) != 0).tolist() for b in (_NEG, _POS, _HIST, _FAM, _HYP)]
-        columns = (all_s, all_e, *flags, cue_tuples)
+        columns = (all_s, all_e, *flags)
         out: list[Assertions] = []
         pos = 0
         for c in counts:
             end = pos + c
-            out.append(Assertions(*[col[pos:end] for col in columns]))
+            xs = Assertions(*[col[pos:end] for col in columns], None)  # type: ignore[arg-type]
+            xs._plan = (store, pos)
+            out.append(xs)
             pos = end
         return out
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,28 @@ def test_without_tokens_and_with_gc_running() -> None:
     assert [(a.sections, a.concepts, a.assertions) for a in lean] == [
         (a.sections, a.concepts, a.assertions) for a in full
     ]
+
+
+def test_batch_cues_are_made_when_read(pipe: TextPipeline) -> None:
+    # a whole batch (the numpy path) keeps its cues as columns until they are read; read in
+    # any order, sliced, pickled or after the rest of the batch is gone, they are the cues
+    # that ConText.apply gives note by note
+    notes = _sample_notes() + EXTRA
+    results = list(pipe.pipe(notes, batch_size=256))
+    assert sum(map(len, (a.concepts for a in results))) >= 256
+    lazy = [a for a in results if a.assertions and a.assertions._plan is not None]
+    assert len(lazy) > 10
+    want = {id(a): _stagewise(a.text)[2] for a in lazy}
+    last, first = lazy[-1], lazy[0]
+    assert list(last.assertions[2:]) == want[id(last)][2:]  # a slice first
+    assert pickle.loads(pickle.dumps(first.assertions)) == want[id(first)]
+    keep = lazy[len(lazy) // 2]
+    del results, lazy[:-1]
+    gc.collect()
+    assert keep.assertions.cues == [x.cues for x in want[id(keep)]]
+    assert keep.assertions._plan is None  # made once, then kept
+    n_cues = sum(len(c) for c in keep.assertions.cues)
+    assert n_cues > 0
 
 
 def test_gc_state_is_restored(pipe: TextPipeline) -> None:
