@@ -15,6 +15,9 @@ headers, CCKS2017 and CCKS2019 EMR texts), single process:
       writing: ``seconds`` and ``cpu_seconds`` of its audit file) and the whole command
       (interpreter start and imports included); target >= 10 MB/s
   (c) spaCy ``zh`` with the jieba segmenter, tokenizer only (``nlp.make_doc``), for scale
+  (d) ``ehrtext.load_pipeline()``'s ``nlp.pipe``: the same work as (a) as spaCy components
+      (ehrtext tokenizer, ehr_sections, ehr_concepts, ehr_context, and ehr_deid besides),
+      Docs with their extensions and span groups
   (a0) with ``--baseline DIR``: (a) as built from the text layer of another checkout
       (``DIR/ehrtext/text/{tokenize,pipeline,sections,concepts,context}.py``, e.g. the last commit
       exported with ``git archive``), so that before and after are timed in the same run;
@@ -198,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--repeats", type=int, default=5, help="runs per system (default 5)")
     parser.add_argument("--out", type=Path, default=Path("bench_out/bench_pipeline.json"))
-    parser.add_argument("--skip-spacy", action="store_true", help="leave out (c)")
+    parser.add_argument("--skip-spacy", action="store_true", help="leave out (c) and (d)")
     parser.add_argument("--skip-cli", action="store_true", help="leave out (b2)")
     parser.add_argument(
         "--cli-copies",
@@ -307,6 +310,18 @@ def main(argv: list[str] | None = None) -> dict:
                 make_doc(note)
 
         systems["c_spacy_zh_jieba_tokenizer"] = run_spacy
+
+        import ehrtext
+
+        nlp_ehr = ehrtext.load_pipeline()
+        list(nlp_ehr.pipe(notes[:20]))
+
+        def run_spacy_pipeline() -> None:
+            n = 0
+            for doc in nlp_ehr.pipe(notes, batch_size=256):
+                n += len(doc._.ehr_concepts)
+
+        systems["d_spacy_ehrtext_pipeline"] = run_spacy_pipeline
 
     tmp = tempfile.TemporaryDirectory(prefix="ehrtext_bench_")
     cli_in = Path(tmp.name) / "notes.jsonl"

@@ -32,9 +32,15 @@ from spacy.tokens import Doc, Span
 
 from ehrtext.errors import InputError, ResourceError
 from ehrtext.spacy._files import load_from_bytes, save_to_bytes
-from ehrtext.spacy.extensions import CONCEPTS_KEY, PHI_KEY, SECTIONS_KEY, register_extensions
+from ehrtext.spacy.extensions import (
+    CONCEPTS_KEY,
+    PHI_KEY,
+    SECTIONS_KEY,
+    doc_text,
+    register_extensions,
+)
 from ehrtext.text.concepts import ConceptMatcher
-from ehrtext.text.context import ConText, ContextRule
+from ehrtext.text.context import ConText, ContextRule, _int_pairs
 from ehrtext.text.deid import Deidentifier, DeidRules
 from ehrtext.text.sections import Section, Sectionizer, SectionRule
 
@@ -141,7 +147,7 @@ class SectionsComponent(_Component):
         self.sectionizer.add_rule(rule)
 
     def __call__(self, doc: Doc) -> Doc:
-        sections = self.sectionizer(doc.text)
+        sections = self.sectionizer(doc_text(doc))
         doc._.ehr_sections = [s.to_dict() for s in sections]
         if self.spans_key:
             _span_group(doc, self.spans_key, ((s.start, s.end, s.name) for s in sections))
@@ -208,7 +214,7 @@ class ConceptsComponent(_Component):
         self.matcher.add_terms(terms, category)
 
     def __call__(self, doc: Doc) -> Doc:
-        return self._set(doc, self.matcher.find(doc.text))
+        return self._set(doc, self.matcher.find(doc_text(doc)))
 
     def pipe(self, docs: Iterable[Doc], batch_size: int = 256) -> Iterator[Doc]:
         """Batched: one automaton pass per ``batch_size`` docs (same results as ``__call__``)."""
@@ -222,7 +228,7 @@ class ConceptsComponent(_Component):
             yield from self._batch(batch)
 
     def _batch(self, docs: list[Doc]) -> Iterator[Doc]:
-        found = self.matcher.pipe([d.text for d in docs], batch_size=max(1, len(docs)))
+        found = self.matcher.pipe(list(map(doc_text, docs)), batch_size=max(1, len(docs)))
         for doc, concepts in zip(docs, found):
             yield self._set(doc, concepts)
 
@@ -307,15 +313,53 @@ class ContextComponent(_Component):
         tokens = None
         if any(r.scope_unit == "tokens" for r in self.context.rules):
             tokens = [(t.idx, t.idx + len(t)) for t in doc if not t.is_space]
-        assertions = self.context.apply(doc.text, spans, sections, tokens)
-        out = []
-        for c, a in zip(concepts, assertions, strict=True):
-            d = dict(c)
-            d.update(zip(_FLAGS, (a.negated, a.uncertain, a.historical, a.family, a.hypothetical)))
-            d["cues"] = [cue._asdict() for cue in a.cues]
-            out.append(d)
-        doc._.ehr_concepts = out
-        return doc
+        return _with_flags(doc, self.context.apply(doc_text(doc), spans, sections, tokens))
+
+    def pipe(self, docs: Iterable[Doc], batch_size: int = 256) -> Iterator[Doc]:
+        """Batched: the assertions of ``batch_size`` docs in one pass, as
+        :class:`~ehrtext.text.pipeline.TextPipeline` does (same results as ``__call__``)."""
+        batch: list[Doc] = []
+        for doc in docs:
+            batch.append(doc)
+            if len(batch) >= batch_size:
+                yield from self._batch(batch)
+                batch = []
+        if batch:
+            yield from self._batch(batch)
+
+    def _batch(self, docs: list[Doc]) -> Iterator[Doc]:
+        ctx = self.context
+        if len(docs) == 1 or any(r.scope_unit == "tokens" for r in ctx.rules):
+            yield from map(self, docs)  # token scopes need each doc's tokens
+            return
+        norms, columns, sections, alone = [], [], [], set()
+        for k, doc in enumerate(docs):
+            concepts = doc._.ehr_concepts
+            text = doc_text(doc)
+            try:
+                spans = _int_pairs([(c["start"], c["end"]) for c in concepts])
+            except (TypeError, KeyError):
+                spans = None
+            starts = [s for s, _ in spans] if spans else []
+            ends = [e for _, e in spans] if spans else []
+            if spans is None or (
+                spans
+                and (max(ends) > len(text) or not all([a <= b for a, b in zip(spans, spans[1:])]))
+            ):
+                alone.add(k)  # spans set by hand: __call__ checks them and says what is wrong
+                starts, ends = [], []
+            norms.append(ctx._normalize(text))
+            columns.append((starts, ends))
+            secs = [Section.from_dict(s) for s in doc._.ehr_sections] if starts else []
+            sections.append(secs or None)
+        asserted = ctx._apply_many(norms, columns, sections)
+        for k, (doc, assertions) in enumerate(zip(docs, asserted, strict=True)):
+            if k in alone:
+                yield self(doc)
+            elif assertions:
+                yield _with_flags(doc, assertions)
+            else:
+                yield doc
 
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
         """Save the rules as ``context.json`` in the folder ``path``."""
@@ -331,6 +375,18 @@ class ContextComponent(_Component):
         except InputError as exc:
             raise ResourceError(f"{Path(path) / 'context.json'}: {exc}") from None
         return self
+
+
+def _with_flags(doc: Doc, assertions: Iterable[Any]) -> Doc:
+    """``doc._.ehr_concepts`` with the flags and cues of ``assertions`` (one per concept)."""
+    out = []
+    for c, a in zip(doc._.ehr_concepts, assertions, strict=True):
+        d = dict(c)
+        d.update(zip(_FLAGS, (a.negated, a.uncertain, a.historical, a.family, a.hypothetical)))
+        d["cues"] = [cue._asdict() for cue in a.cues]
+        out.append(d)
+    doc._.ehr_concepts = out
+    return doc
 
 
 @Language.factory(
@@ -466,7 +522,7 @@ class DeidComponent(_Component):
 
     def __call__(self, doc: Doc) -> Doc:
         pid = doc._.ehr_patient_id
-        result = self.deidentifier.deidentify(doc.text, None if pid is None else str(pid))
+        result = self.deidentifier.deidentify(doc_text(doc), None if pid is None else str(pid))
         doc._.ehr_phi = [s._asdict() for s in result.spans]
         doc._.ehr_deid = {
             "text": result.text,

@@ -37,6 +37,7 @@ from spacy.tokens import Doc
 
 from ehrtext.errors import InputError, ResourceError
 from ehrtext.spacy.components import _Component
+from ehrtext.spacy.extensions import doc_text
 
 __all__ = ["RISK_EXPLANATION", "RiskComponent", "make_risk"]
 
@@ -152,21 +153,21 @@ class RiskComponent(_Component):
             self._pid = os.getpid()
             _one_torch_thread()
         model = self.risk_model
-        good = [d for d in docs if d.text.strip()]
+        good = [d for d in docs if doc_text(d).strip()]
         for d in docs:
             d.cats = {}
             d._.set(RISK_EXPLANATION, None)
         if not good:
             return docs
         probs = model.predict(
-            [d.text for d in good], batch_size=max(self.batch_size, len(good))
+            list(map(doc_text, good)), batch_size=max(self.batch_size, len(good))
         )
         columns = [f"p_{lab}" for lab in model.labels]
         values = probs[columns].to_numpy(dtype=float)
         for d, row in zip(good, values):
             d.cats = {lab: float(p) for lab, p in zip(model.labels, row)}
             if self.explain:
-                d._.set(RISK_EXPLANATION, model.explain(d.text, method=self.explain).to_dict())
+                d._.set(RISK_EXPLANATION, model.explain(doc_text(d), method=self.explain).to_dict())
         return docs
 
     # ---- serialisation -----------------------------------------------------------------------

@@ -35,6 +35,7 @@ from spacy.vocab import Vocab
 
 from ehrtext.errors import describe_type
 from ehrtext.spacy._files import load_from_bytes, save_to_bytes
+from ehrtext.spacy.extensions import remember_text
 from ehrtext.text.normalize import NormalizerConfig
 from ehrtext.text.tokenize import Tokenizer, Tokens
 
@@ -118,6 +119,7 @@ class ChineseClinicalTokenizer:
             add = self.vocab.strings.add
             ids = numpy.fromiter((add(n) for n in norms), dtype=numpy.uint64, count=len(norms))
             doc.from_array([NORM], ids.reshape(-1, 1))
+        remember_text(doc, text)  # the words cover ``text`` exactly: doc.text == text
         return doc
 
     # -- serialization -----------------------------------------------------------------------

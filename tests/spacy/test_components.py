@@ -215,6 +215,43 @@ def test_pipe_equals_call(nlp):
     assert [doc_key(d) for d in nlp.pipe(NOTES, batch_size=2)] == [doc_key(nlp(t)) for t in NOTES]
 
 
+@pytest.mark.shared_data
+def test_context_in_batches_equals_call(nlp, real_notes):
+    # batches big enough for ConText's batch pass (hundreds of concepts), and docs whose
+    # concepts were set by hand (reordered, out of range) in the same batch
+    notes = real_notes[:100]
+    piped = list(nlp.pipe(notes, batch_size=50))
+    assert sum(len(d._.ehr_concepts) for d in piped[:50]) > 1000
+    assert [doc_key(d) for d in piped] == [doc_key(nlp(t)) for t in notes]
+
+    ctx = nlp.get_pipe("ehr_context")
+    upstream = [name for name in nlp.pipe_names if name in ("ehr_sections", "ehr_concepts")]
+
+    def prepared():
+        docs = []
+        for text in notes[:40]:
+            doc = nlp.make_doc(text)
+            for name in upstream:
+                doc = nlp.get_pipe(name)(doc)
+            docs.append(doc)
+        docs[3]._.ehr_concepts = docs[3]._.ehr_concepts[::-1]  # any order
+        return docs
+
+    def odd():
+        docs = prepared()
+        docs[5]._.ehr_concepts = [{"start": 2, "end": len(docs[5].text) + 7}]
+        return docs
+
+    for make in (prepared, odd):
+        one = [doc_key(ctx(d)) for d in make()]
+        assert [doc_key(d) for d in ctx.pipe(make(), batch_size=40)] == one
+    bad = prepared()
+    bad[7]._.ehr_concepts = [{"start": 5, "end": 2}]
+    with pytest.raises(InputError, match="not a valid span"):
+        for _ in ctx.pipe(bad, batch_size=40):
+            pass
+
+
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_n_process_2_gives_the_same_docs(real_notes, tmp_path):
@@ -287,3 +324,4 @@ def test_pickle_round_trip_of_a_component(nlp):
 
     tok = pickle.loads(pickle.dumps(nlp.tokenizer))
     assert [t.text for t in tok("双肺呼吸音粗")] == [t.text for t in nlp.tokenizer("双肺呼吸音粗")]
+

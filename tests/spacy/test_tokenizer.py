@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import spacy
 
+from ehrtext.spacy.extensions import doc_text
 from ehrtext.spacy.tokenizer import ChineseClinicalTokenizer
 from ehrtext.text import Tokenizer
 
@@ -24,6 +25,7 @@ def test_doc_text_is_the_note_as_given(blank, note):
     doc = blank(note)
     assert doc.text == note
     assert "".join(t.text_with_ws for t in doc) == note
+    assert doc_text(doc) == note  # what the components read, recorded by the tokenizer
 
 
 def test_tokens_and_norms_follow_the_ehrtext_tokenizer(blank):
@@ -47,11 +49,22 @@ def test_gaps_become_whitespace_or_tokens(blank):
 def test_real_notes_round_trip(blank, real_notes):
     docs = list(blank.tokenizer.pipe(real_notes))
     for note, doc in zip(real_notes, docs, strict=True):
-        assert doc.text == note
+        assert doc.text == note == doc_text(doc)
         words = [t for t in doc if not t.is_space]
         assert all(note[t.idx : t.idx + len(t.text)] == t.text for t in words)
     # pipe and __call__ agree
     assert [t.text for t in blank(real_notes[3])] == [t.text for t in docs[3]]
+
+
+def test_doc_text_of_any_doc():
+    nlp = spacy.blank("zh")  # spaCy's own tokenizer: the text is built on first use, then kept
+    doc = nlp("否认高血压")
+    assert doc_text(doc) == "否认高血压" and doc_text(doc) is doc_text(doc)
+    with doc.retokenize() as retokenizer:  # the text of a Doc never changes
+        retokenizer.merge(doc[0:2])
+    assert doc_text(doc) == doc.text
+    copy = doc.copy()
+    assert doc_text(copy) == doc.text and copy.text == doc.text
 
 
 def test_user_word_survives_to_disk_and_bytes(tmp_path):
