@@ -92,9 +92,19 @@ class _Component:
         raise NotImplementedError
 
     def pipe(self, docs: Iterable[Doc], batch_size: int = 256) -> Iterator[Doc]:
-        """``__call__`` over a stream of docs."""
+        """``__call__`` over a stream of docs, ``batch_size`` docs at a time (a component
+        whose Python API has a batch path overrides :meth:`_batch`; same results)."""
+        batch: list[Doc] = []
         for doc in docs:
-            yield self(doc)
+            batch.append(doc)
+            if len(batch) >= batch_size:
+                yield from self._batch(batch)
+                batch = []
+        if batch:
+            yield from self._batch(batch)
+
+    def _batch(self, docs: list[Doc]) -> Iterator[Doc]:
+        return map(self, docs)
 
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
         raise NotImplementedError  # pragma: no cover
@@ -216,18 +226,8 @@ class ConceptsComponent(_Component):
     def __call__(self, doc: Doc) -> Doc:
         return self._set(doc, self.matcher.find(doc_text(doc)))
 
-    def pipe(self, docs: Iterable[Doc], batch_size: int = 256) -> Iterator[Doc]:
-        """Batched: one automaton pass per ``batch_size`` docs (same results as ``__call__``)."""
-        batch: list[Doc] = []
-        for doc in docs:
-            batch.append(doc)
-            if len(batch) >= batch_size:
-                yield from self._batch(batch)
-                batch = []
-        if batch:
-            yield from self._batch(batch)
-
     def _batch(self, docs: list[Doc]) -> Iterator[Doc]:
+        """One automaton pass for the batch (:meth:`_Component.pipe`)."""
         found = self.matcher.pipe(list(map(doc_text, docs)), batch_size=max(1, len(docs)))
         for doc, concepts in zip(docs, found):
             yield self._set(doc, concepts)
@@ -315,19 +315,9 @@ class ContextComponent(_Component):
             tokens = [(t.idx, t.idx + len(t)) for t in doc if not t.is_space]
         return _with_flags(doc, self.context.apply(doc_text(doc), spans, sections, tokens))
 
-    def pipe(self, docs: Iterable[Doc], batch_size: int = 256) -> Iterator[Doc]:
-        """Batched: the assertions of ``batch_size`` docs in one pass, as
-        :class:`~ehrtext.text.pipeline.TextPipeline` does (same results as ``__call__``)."""
-        batch: list[Doc] = []
-        for doc in docs:
-            batch.append(doc)
-            if len(batch) >= batch_size:
-                yield from self._batch(batch)
-                batch = []
-        if batch:
-            yield from self._batch(batch)
-
     def _batch(self, docs: list[Doc]) -> Iterator[Doc]:
+        """The assertions of the batch in one pass (:meth:`_Component.pipe`), as
+        :class:`~ehrtext.text.pipeline.TextPipeline` does."""
         ctx = self.context
         if len(docs) == 1 or any(r.scope_unit == "tokens" for r in ctx.rules):
             yield from map(self, docs)  # token scopes need each doc's tokens

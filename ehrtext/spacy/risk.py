@@ -135,16 +135,9 @@ class RiskComponent(_Component):
         return next(iter(self._batch([doc])))
 
     def pipe(self, docs: Iterable[Doc], batch_size: int | None = None) -> Iterator[Doc]:
-        """Score ``batch_size`` docs per model call."""
+        """Score ``batch_size`` docs per model call (default: the component's ``batch_size``)."""
         size = self.batch_size if batch_size is None else max(1, int(batch_size))
-        batch: list[Doc] = []
-        for doc in docs:
-            batch.append(doc)
-            if len(batch) >= size:
-                yield from self._batch(batch)
-                batch = []
-        if batch:
-            yield from self._batch(batch)
+        return super().pipe(docs, batch_size=size)
 
     def _batch(self, docs: list[Doc]) -> list[Doc]:
         if self._pid != os.getpid():
