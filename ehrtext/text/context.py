@@ -358,7 +358,7 @@ class Assertions(Sequence[Assertion]):
         self.family = family
         self.hypothetical = hypothetical
         self._cues = cues
-        self._plan: tuple[_BatchCues, int] | None = None  # cues not made yet: (batch, first)
+        self._plan: _NoteCues | None = None  # the cues, not made yet
 
     @property
     def cues(self) -> list[tuple[Cue, ...]]:
@@ -367,8 +367,7 @@ class Assertions(Sequence[Assertion]):
         flags, and a batch holds tens of thousands of cues."""
         cues = self._cues
         if cues is None:
-            store, first = self._plan  # type: ignore[misc]
-            cues = self._cues = store.cues_of(first, len(self.starts))
+            cues = self._cues = self._plan.make()  # type: ignore[union-attr]
             self._plan = None
         return cues
 
@@ -417,41 +416,40 @@ class Assertions(Sequence[Assertion]):
         return [a.to_dict() for a in self]
 
 
-class _BatchCues:
-    """The cues of one batch pass (:meth:`ConText._apply_many`), as columns, until someone asks
-    for the :class:`Cue` objects of a note (:attr:`Assertions.cues`).
+class _NoteCues:
+    """The cues of one note from a batch pass (:meth:`ConText._apply_many`), as columns, until
+    someone asks for the :class:`Cue` objects (:attr:`Assertions.cues`). Holds the note's own
+    cues only, so that a note kept from a batch keeps nothing of the other notes.
 
-    ``fields``: the columns of the :class:`Cue` fields of each cue that holds (note offsets);
-    ``hit_ids``: the cue of each (concept, cue) hit, in the concepts' order; a concept ``g``
-    of the batch has the cues ``hit_ids[lo[g]:hi[g]]``, unless ``explicit`` holds its tuple.
+    ``fields``: the columns of the :class:`Cue` fields of the note's cues that hold; ``hit_ids``:
+    the cue (index into ``fields``) of each (concept, cue) hit, in the concepts' order; concept
+    ``i`` has the cues ``hit_ids[lo[i]:hi[i]]``, unless ``explicit`` holds its tuple.
     """
 
-    __slots__ = ("fields", "hit_ids", "lo", "hi", "explicit", "explicit_at", "_hits")
+    __slots__ = ("fields", "hit_ids", "lo", "hi", "explicit")
 
-    def __init__(self) -> None:
-        self.fields: tuple[list, ...] = ([], [], [], [], [], [], [])
-        self.hit_ids: list[int] = []
-        self.lo: list[int] = []
-        self.hi: list[int] = []
-        self.explicit: dict[int, tuple[Cue, ...]] = {}
-        self.explicit_at: list[int] = []
-        self._hits: list[Cue] | None = None
+    def __init__(
+        self,
+        fields: list[list],
+        hit_ids: list[int],
+        lo: list[int],
+        hi: list[int],
+        explicit: dict[int, tuple[Cue, ...]] | None,
+    ) -> None:
+        self.fields = fields
+        self.hit_ids = hit_ids
+        self.lo = lo
+        self.hi = hi
+        self.explicit = explicit
 
-    def cue(self, j: int) -> Cue:
-        return _new(Cue, [col[j] for col in self.fields])
-
-    def cues_of(self, first: int, n: int) -> list[tuple[Cue, ...]]:
-        """The cue tuples of the batch's concepts ``first … first + n - 1``."""
-        hits = self._hits
-        if hits is None:  # one Cue a cue of the batch, shared by its hits
-            made = list(map(_new, repeat(Cue), zip(*self.fields)))
-            hits = self._hits = list(map(made.__getitem__, self.hit_ids))
-        end = first + n
-        cut = map(slice, self.lo[first:end], self.hi[first:end])
-        out = list(map(tuple, map(hits.__getitem__, cut)))
-        at = self.explicit_at
-        for g in at[bisect_left(at, first) : bisect_left(at, end)]:
-            out[g - first] = self.explicit[g]
+    def make(self) -> list[tuple[Cue, ...]]:
+        """The cue tuple of each concept (one :class:`Cue` a cue, shared by its hits)."""
+        made = list(map(_new, repeat(Cue), zip(*self.fields)))
+        hits = list(map(made.__getitem__, self.hit_ids))
+        out = list(map(tuple, map(hits.__getitem__, map(slice, self.lo, self.hi))))
+        if self.explicit:
+            for i, t in self.explicit.items():
+                out[i] = t
         return out
 
 
@@ -1280,7 +1278,11 @@ class ConText:
         i64 = np.int64
         hit_mask = np.zeros(n_con, dtype=i64)
         n_hit = np.zeros(n_con, dtype=i64)
-        store = _BatchCues()
+        nn = len(counts)
+        c_note = np.repeat(np.arange(nn, dtype=i64), counts)  # the note of each concept
+        fields: list[list] = [[] for _ in Cue._fields]
+        hit_ids: list[int] = []
+        cue_bounds = [0] * (nn + 1)  # note k's cues: fields[…][cue_bounds[k]:cue_bounds[k + 1]]
         if cues is not None:
             cs, ce, kind, bit, ss, se, rule, note = cues
             tab = self._get_compiled().batch
@@ -1303,14 +1305,21 @@ class ConText:
                 pc, pi = pc[order], pi[order]
                 np.bitwise_or.at(hit_mask, pi, bit[pc])
                 n_hit = np.bincount(pi, minlength=n_con)
-                # the fields of the cues that hold somewhere (Cue objects made when asked)
+                # the fields of the cues that hold somewhere (Cue objects made when asked),
+                # note by note; a hit's cue as an index among its note's cues
                 hold = np.zeros(nc, dtype=bool)
                 hold[pc] = True
                 used = np.flatnonzero(hold)
-                pc = (np.cumsum(hold) - 1)[pc]
-                shift = ob[note[used]]
+                used = used[np.argsort(note[used], kind="stable")]  # grouped by note
+                u_note = note[used]
+                where = np.empty(nc, dtype=i64)
+                where[used] = np.arange(len(used), dtype=i64)
+                first_cue = np.searchsorted(u_note, np.arange(nn + 1, dtype=i64))
+                cue_bounds = first_cue.tolist()
+                pc = where[pc] - first_cue[u_note[where[pc]]]
+                shift = ob[u_note]
                 rl = rule[used].tolist()
-                store.fields = (
+                fields = [
                     (cs[used] - shift).tolist(),
                     (ce[used] - shift).tolist(),
                     list(map(tab.category.__getitem__, rl)),
@@ -1318,8 +1327,8 @@ class ConText:
                     (ss[used] - shift).tolist(),
                     (se[used] - shift).tolist(),
                     list(map(tab.label.__getitem__, rl)),
-                )
-                store.hit_ids = pc.tolist()
+                ]
+                hit_ids = pc.tolist()
         # section defaults: the last history/family section starting at or before the concept
         sec_bits = None
         sec_cues: list[tuple[Cue, ...]] = []
@@ -1369,14 +1378,17 @@ class ConText:
             extra = (sec_bits & ~hit_mask) != 0
         # a relative's condition is not the patient's past
         both = ((final & _FAM) != 0) & ((final & _HIST) != 0)
-        # the cues of each concept: the cues that hold alone are hits lo:hi of the batch,
+        # the cues of each concept: the cues that hold alone are hits lo:hi of its note,
         # turned into tuples only when asked (Assertions.cues); a section's defaults alone are
         # its tuple; the few others (defaults merged in, historical dropped) made here
         ends_h = np.cumsum(n_hit)
         starts_h = ends_h - n_hit
+        first_c = np.cumsum(counts) - np.asarray(counts, dtype=i64)  # each note's first concept
+        hit_base = np.append(starts_h, ends_h[-1:])[first_c]  # each note's first hit
         simple = (final != 0) & ~extra & ~both
-        store.lo = starts_h.tolist()
-        store.hi = np.where(simple, ends_h, starts_h).tolist()
+        base = hit_base[c_note]
+        lo_l = (starts_h - base).tolist()
+        hi_l = (np.where(simple, ends_h, starts_h) - base).tolist()
         explicit: dict[int, tuple[Cue, ...]] = {}
         rest = both
         if sec_bits is not None:
@@ -1385,26 +1397,43 @@ class ConText:
                 zip(only_sec.tolist(), map(sec_cues.__getitem__, sec_j[only_sec].tolist()))
             )
             rest = both | (extra & (n_hit > 0))
-        hit_ids = store.hit_ids
         for i in np.flatnonzero(rest).tolist():
-            found = list(map(store.cue, hit_ids[starts_h[i] : ends_h[i]]))
+            k = int(c_note[i])
+            at = cue_bounds[k]
+            found = [
+                _new(Cue, [col[at + j] for col in fields]) for j in hit_ids[starts_h[i] : ends_h[i]]
+            ]
             if extra[i]:
                 mask = int(hit_mask[i])
                 found.extend(c for c in sec_cues[sec_j[i]] if _BIT[c.category] & ~mask)
             if both[i]:
                 found = [c for c in found if c.category != "HISTORICAL"]
             explicit[i] = tuple(found)
-        store.explicit = explicit
-        store.explicit_at = sorted(explicit)
+        by_note: dict[int, dict[int, tuple[Cue, ...]]] = {}
+        first_l = first_c.tolist()
+        for g, t in explicit.items():
+            k = int(c_note[g])
+            by_note.setdefault(k, {})[g - first_l[k]] = t
         final = np.where(both, final & ~_HIST, final)
         flags = [((final & b) != 0).tolist() for b in (_NEG, _POS, _HIST, _FAM, _HYP)]
         columns = (all_s, all_e, *flags)
+        hits_at = hit_base.tolist() + [len(hit_ids)]
         out: list[Assertions] = []
         pos = 0
-        for c in counts:
+        for k, c in enumerate(counts):
             end = pos + c
             xs = Assertions(*[col[pos:end] for col in columns], None)  # type: ignore[arg-type]
-            xs._plan = (store, pos)
+            if c:
+                a, b = cue_bounds[k], cue_bounds[k + 1]
+                xs._plan = _NoteCues(
+                    [col[a:b] for col in fields],
+                    hit_ids[hits_at[k] : hits_at[k + 1]],
+                    lo_l[pos:end],
+                    hi_l[pos:end],
+                    by_note.get(k),
+                )
+            else:
+                xs._cues = []
             out.append(xs)
             pos = end
         return out

@@ -126,6 +126,10 @@ def test_batch_cues_are_made_when_read(pipe: TextPipeline) -> None:
     assert list(last.assertions[2:]) == want[id(last)][2:]  # a slice first
     assert pickle.loads(pickle.dumps(first.assertions)) == want[id(first)]
     keep = lazy[len(lazy) // 2]
+    plan = keep.assertions._plan  # the note's own cues only: nothing of the rest of the batch
+    assert len(plan.lo) == len(keep.concepts) and plan.fields[0]
+    assert all(0 <= s < len(keep.text) for s in plan.fields[0])
+    assert len(plan.fields[0]) <= len(pipe.context.find_cues(keep.text, keep.sections))
     del results, lazy[:-1]
     gc.collect()
     assert keep.assertions.cues == [x.cues for x in want[id(keep)]]
