@@ -272,9 +272,6 @@ def make_concepts(
 # ehr_context
 
 
-_FLAGS = ("negated", "uncertain", "historical", "family", "hypothetical")
-
-
 class ContextComponent(_Component):
     """Assertion of each concept (ConText for Chinese): adds ``negated``, ``uncertain``,
     ``historical``, ``family``, ``hypothetical`` and ``cues`` to every dict of
@@ -372,7 +369,7 @@ def _with_flags(doc: Doc, assertions: Iterable[Any]) -> Doc:
     out = []
     for c, a in zip(doc._.ehr_concepts, assertions, strict=True):
         d = dict(c)
-        d.update(zip(_FLAGS, (a.negated, a.uncertain, a.historical, a.family, a.hypothetical)))
+        d.update(a.flags())
         d["cues"] = [cue._asdict() for cue in a.cues]
         out.append(d)
     doc._.ehr_concepts = out

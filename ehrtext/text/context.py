@@ -563,6 +563,8 @@ class _Batch(NamedTuple):
     c_end: Any
     c_stop: Any
     longest: Any
+    c_note: Any  # the note of each concept
+    first_c: Any  # each note's first concept
 
 
 #: Joins the normalized notes of a batch (normalize() removes control characters).
@@ -1144,7 +1146,7 @@ class ConText:
             pr = tab.first[m_x[pm]]
         batch = _Batch(
             norms, sections, joined, nb, ob, n_len, o_len, counts, all_s, all_e,
-            c_start, c_end, c_stop, longest,
+            c_start, c_end, c_stop, longest, c_note, first_c,
         )  # fmt: skip
         cues = self._batch_scopes(np, tab, batch, m_s, m_e, m_mask, pm, pr) if len(pm) else None
         return self._batch_sweep(np, batch, cues)
@@ -1279,7 +1281,7 @@ class ConText:
         hit_mask = np.zeros(n_con, dtype=i64)
         n_hit = np.zeros(n_con, dtype=i64)
         nn = len(counts)
-        c_note = np.repeat(np.arange(nn, dtype=i64), counts)  # the note of each concept
+        c_note, first_c = batch.c_note, batch.first_c
         fields: list[list] = [[] for _ in Cue._fields]
         hit_ids: list[int] = []
         cue_bounds = [0] * (nn + 1)  # note k's cues: fields[…][cue_bounds[k]:cue_bounds[k + 1]]
@@ -1383,7 +1385,6 @@ class ConText:
         # its tuple; the few others (defaults merged in, historical dropped) made here
         ends_h = np.cumsum(n_hit)
         starts_h = ends_h - n_hit
-        first_c = np.cumsum(counts) - np.asarray(counts, dtype=i64)  # each note's first concept
         hit_base = np.append(starts_h, ends_h[-1:])[first_c]  # each note's first hit
         simple = (final != 0) & ~extra & ~both
         base = hit_base[c_note]
